@@ -1,0 +1,104 @@
+// glassbox.toml: the one configuration file of an instance.
+//
+// Every key has a built-in default; the built-in guest is the reference guest built by
+// orchestration/build-guest into build/guest. An unknown section or key, or a value of the
+// wrong type or range, is an error naming the key and the file. Keys (see README "Config"):
+//   [instance] name
+//   [vm]       kernel, initrd, append, disk, cdrom, memory_mib, cpus, accel (auto|kvm|tcg),
+//              machine, ready_marker, restart, restart_backoff_ms, restart_backoff_max_ms,
+//              kvm_probe_timeout_ms, qemu, extra_args
+//   [screen]   max_fps
+//   [metrics]  host, base_port
+//   [up]       services, restart_backoff_ms, restart_backoff_max_ms
+//   [iceoryx]  roudi, roudi_config
+// Thread-safety: plain values; parse functions are reentrant.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shared/result.hpp"
+
+namespace glassbox::shared {
+
+enum class Accel { kAuto, kKvm, kTcg };
+const char* accel_name(Accel a) noexcept;
+
+struct InstanceConfig {
+  std::string name = "default";  // [a-zA-Z0-9_-]{1,32}; names RAM file and iceoryx services
+};
+
+struct VmConfig {
+  std::string kernel;             // bzImage path; default: the reference guest's
+  std::string initrd;             // initramfs path; default: the reference guest's
+  std::string append;             // kernel command line; default: the reference guest's
+  std::string disk;               // raw/qcow2 disk image (virtio); used instead of kernel
+  std::string cdrom;              // ISO image; used instead of kernel
+  uint32_t memory_mib = 256;      // guest RAM, 16..65536
+  uint32_t cpus = 1;              // vCPUs, 1..64
+  Accel accel = Accel::kAuto;
+  std::string machine = "pc";
+  std::string ready_marker = "GLASSBOX-GUEST-READY";  // serial text meaning "booted"
+  bool restart = true;            // reboot the VM when QEMU dies unexpectedly
+  uint32_t restart_backoff_ms = 500;       // first delay; doubles per quick death
+  uint32_t restart_backoff_max_ms = 10000;
+  uint32_t kvm_probe_timeout_ms = 4000;    // a KVM guest that has not exited by then: hangs
+  std::string qemu = "qemu-system-x86_64"; // binary name or path
+  std::vector<std::string> extra_args;     // appended to QEMU's command line
+};
+
+struct ScreenConfig {
+  uint32_t max_fps = 60;  // frames published per second at most, 1..240
+};
+
+struct MetricsConfig {
+  std::string host = "127.0.0.1";
+  uint32_t base_port = 0;  // 0: each service picks a free port; else base_port + service index
+};
+
+struct UpConfig {
+  std::vector<std::string> services = {"vm-supervisor"};
+  uint32_t restart_backoff_ms = 500;
+  uint32_t restart_backoff_max_ms = 10000;
+};
+
+struct IceoryxConfig {
+  std::string roudi = "iox-roudi";  // RouDi binary, started by `glassbox up` when none runs
+  std::string roudi_config;         // default: build/share/glassbox/roudi.toml
+};
+
+struct Config {
+  std::string source = "<built-in defaults>";  // the file it came from
+  InstanceConfig instance;
+  VmConfig vm;
+  ScreenConfig screen;
+  MetricsConfig metrics;
+  UpConfig up;
+  IceoryxConfig iceoryx;
+};
+
+// Parses TOML text. `source_name` names the file in error messages. Defaults fill every
+// missing key; the reference-guest defaults (kernel/initrd/append) are applied only when
+// none of kernel, disk, cdrom is set. Does not touch the filesystem.
+// Errors: kInvalidArgument "FILE: [vm] memory_mib: expected an integer in 16..65536", or
+// "FILE: unknown key [vm] memroy_mib", or a TOML syntax error with line and column.
+[[nodiscard]] Result<Config> parse_config(std::string_view toml_text, std::string_view source_name);
+
+// Loads `path` (or the built-in defaults when empty) and parses it.
+// Errors: kNotFound / kIo when the file cannot be read, plus parse_config's errors.
+[[nodiscard]] Result<Config> load_config(const std::string& path);
+
+// Checks that the files the config names exist and are readable (kernel, initrd, disk,
+// cdrom). Errors: kNotFound "FILE: [vm] kernel: cannot read /x/bzImage: No such file".
+[[nodiscard]] Result<void> check_config_files(const Config& config);
+
+// Where the reference guest lives: $GLASSBOX_GUEST_DIR, else <exe dir>/../guest.
+std::string reference_guest_dir();
+
+// The reference guest's kernel command line (KASLR on). Console on ttyS0 for the marker.
+inline constexpr std::string_view kReferenceAppend = "console=tty0 console=ttyS0 panic=-1 quiet";
+
+}  // namespace glassbox::shared
