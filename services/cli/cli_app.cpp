@@ -1,0 +1,86 @@
+#include "services/cli/cli_app.hpp"
+
+#include <algorithm>
+
+#include <CLI/CLI.hpp>
+
+#include "shared/paths.hpp"
+
+namespace glassbox::cli {
+
+Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& help_text) {
+  Invocation inv;
+  CLI::App app{"glassbox: a running VM made a glass box", "glassbox"};
+  app.require_subcommand(1);
+  std::string state_dir;
+  auto add_state = [&](CLI::App* a) {
+    a->add_option("--state-dir", state_dir,
+                  "instance state dir (default $XDG_STATE_HOME/glassbox or ~/.local/state/glassbox)");
+  };
+  add_state(&app);
+
+  auto* up = app.add_subcommand("up", "start RouDi, the event bus and the services; boot the VM");
+  add_state(up);
+  up->add_option("--config", inv.config_path, "glassbox.toml")->check(CLI::ExistingFile);
+  double for_s = 0;
+  auto* for_opt = up->add_option("--for", for_s, "run this many seconds, then shut down")
+                      ->check(CLI::PositiveNumber);
+  up->add_option("--report", inv.report_path, "write a JSON report here on shutdown");
+
+  auto* down = app.add_subcommand("down", "stop everything `glassbox up` started");
+  add_state(down);
+  auto* status = app.add_subcommand("status", "VM and service status");
+  add_state(status);
+  status->add_flag("--json", inv.json, "JSON output");
+  auto* console = app.add_subcommand("console", "print the serial console log");
+  add_state(console);
+  console->add_flag("-f,--follow", inv.follow, "keep printing new lines (across reboots)");
+
+  auto* vm = app.add_subcommand("vm", "control the VM and inject input");
+  add_state(vm);
+  vm->require_subcommand(1);
+  for (const char* simple : {"pause", "resume", "reset", "powerdown", "kill", "start"}) {
+    add_state(vm->add_subcommand(simple, std::string(simple) + " the VM"));
+  }
+  auto* key = vm->add_subcommand("key", "press a key combo: qcodes joined by '-', e.g. ctrl-alt-delete");
+  add_state(key);
+  key->add_option("COMBO", inv.key_combo, "e.g. ret, shift-a, ctrl-alt-delete")->required();
+  auto* type = vm->add_subcommand("type", "type text as key presses (US layout)");
+  add_state(type);
+  type->add_option("TEXT", inv.text, "printable ASCII; \\n is not interpreted")->required();
+  auto* mouse = vm->add_subcommand("mouse", "move the absolute pointer to screen pixel X Y");
+  add_state(mouse);
+  mouse->add_option("X", inv.mouse_x)->required()->check(CLI::NonNegativeNumber);
+  mouse->add_option("Y", inv.mouse_y)->required()->check(CLI::NonNegativeNumber);
+  mouse->add_option("--click", inv.click, "click a button there")
+      ->check(CLI::IsMember({"left", "right", "middle"}));
+  auto* shot = vm->add_subcommand("screendump", "write the latest screen frame as PNG");
+  add_state(shot);
+  shot->add_option("FILE", inv.png_path, "output .png")->required();
+
+  std::vector<std::string> rev(args.rbegin(), args.rend());
+  try {
+    app.parse(rev);
+  } catch (const CLI::CallForHelp& e) {
+    help_text = app.help("", CLI::AppFormatMode::All);
+    inv.command = "help";
+    return inv;
+  } catch (const CLI::CallForAllHelp& e) {
+    help_text = app.help("", CLI::AppFormatMode::All);
+    inv.command = "help";
+    return inv;
+  } catch (const CLI::ParseError& e) {
+    return fail(Errc::kInvalidArgument, e.what());
+  }
+  for (auto* sub : app.get_subcommands()) {
+    inv.command = sub->get_name();
+    if (sub == vm) {
+      for (auto* action : vm->get_subcommands()) inv.vm_action = action->get_name();
+    }
+  }
+  if (for_opt->count() > 0) inv.for_s = for_s;
+  inv.state_dir = state_dir.empty() ? shared::default_state_dir() : state_dir;
+  return inv;
+}
+
+}  // namespace glassbox::cli

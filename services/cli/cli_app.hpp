@@ -1,0 +1,43 @@
+// The `glassbox` command line: its grammar (CLI11) and the parsed invocation.
+//
+//   glassbox [--state-dir DIR] up [--config FILE] [--for SECONDS] [--report FILE]
+//   glassbox [--state-dir DIR] down
+//   glassbox [--state-dir DIR] status [--json]
+//   glassbox [--state-dir DIR] console [--follow]
+//   glassbox [--state-dir DIR] vm pause|resume|reset|powerdown|kill|start
+//   glassbox [--state-dir DIR] vm key COMBO | vm type TEXT | vm mouse X Y [--click BUTTON]
+//   glassbox [--state-dir DIR] vm screendump FILE.png
+// --state-dir is accepted before or after the subcommand.
+// Thread-safety: parse_cli() is reentrant.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shared/result.hpp"
+
+namespace glassbox::cli {
+
+struct Invocation {
+  std::string state_dir;          // resolved: flag, else the default state dir
+  std::string command;            // "up", "down", "status", "console", "vm"
+  std::string vm_action;          // for "vm": pause, resume, ..., key, type, mouse, screendump
+  std::string config_path;        // up --config
+  std::optional<double> for_s;    // up --for
+  std::string report_path;        // up --report
+  bool json = false;              // status --json
+  bool follow = false;            // console --follow
+  std::string key_combo;          // vm key
+  std::string text;               // vm type
+  int mouse_x = 0, mouse_y = 0;   // vm mouse
+  std::string click;              // vm mouse --click
+  std::string png_path;           // vm screendump
+};
+
+// Parses argv (without argv[0]). `help_text` receives CLI11's help/usage when the user asked
+// for help (then the result is an Invocation with command "help").
+// Errors: kInvalidArgument with CLI11's message (unknown flag, missing argument, bad value).
+Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& help_text);
+
+}  // namespace glassbox::cli

@@ -1,0 +1,15 @@
+// The CLI's commands against a running instance (status, down, console, vm ...).
+// Each returns the process exit code: 0 success, 1 failure (message printed to stderr).
+// Thread-safety: called once from main().
+#pragma once
+
+#include "services/cli/cli_app.hpp"
+
+namespace glassbox::cli {
+
+int cmd_status(const Invocation& inv);
+int cmd_down(const Invocation& inv);
+int cmd_console(const Invocation& inv);
+int cmd_vm(const Invocation& inv);
+
+}  // namespace glassbox::cli
