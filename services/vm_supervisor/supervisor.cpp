@@ -501,6 +501,10 @@ struct Supervisor::Impl {
 
   Result<void> send_input(const nlohmann::json& events) {
     GB_TRY(need_qmp());
+    if (state == fb::vm::VmState::Paused) {
+      return fail(Errc::kUnavailable,
+                  "the VM is paused and QEMU accepts no input then: `glassbox vm resume` first");
+    }
     auto r = qmp->execute("input-send-event", nlohmann::json{{"events", events}});
     if (!r) return tl::unexpected(r.error());
     return {};
