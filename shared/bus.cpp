@@ -222,6 +222,7 @@ Result<bool> CommandServer::serve_once(std::chrono::milliseconds timeout, const 
     impl_->socket.send(zmq::buffer(reply.data(), reply.size()), zmq::send_flags::none);
     return true;
   } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return false;  // a signal (shutdown): the caller checks its flag
     return fail(Errc::kIo, std::string("command endpoint: ") + zmq_text(e));
   }
 }

@@ -99,6 +99,6 @@ struct Config {
 std::string reference_guest_dir();
 
 // The reference guest's kernel command line (KASLR on). Console on ttyS0 for the marker.
-inline constexpr std::string_view kReferenceAppend = "console=tty0 console=ttyS0 panic=-1 quiet";
+inline constexpr std::string_view kReferenceAppend = "console=tty0 console=ttyS0,115200 quiet panic=-1";
 
 }  // namespace glassbox::shared

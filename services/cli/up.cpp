@@ -91,19 +91,25 @@ class Orchestrator {
                              {.new_session = true, .output_path = paths_.service_log("roudi")});
     if (!pid) return tl::unexpected(pid.error());
     roudi_pid_ = *pid;
-    for (int i = 0; i < 500; ++i) {  // up to 10 s
-      if (shared::roudi_available()) {
-        log_->info("started iox-roudi (pid {})", roudi_pid_);
-        return {};
-      }
-      if (auto st = shared::try_reap(roudi_pid_)) {
-        roudi_pid_ = 0;
-        return fail(Errc::kUnavailable, "iox-roudi " + shared::describe_wait_status(*st) +
-                                            " (see " + paths_.service_log("roudi") + ")");
-      }
-      std::this_thread::sleep_for(milliseconds(20));
+    roudi_spawned_at_ = Clock::now();
+    // RouDi takes ~0.5 s to set up its shared memory. Nothing on the VM's boot path needs it
+    // (vm-supervisor publishes frames once it appears), so the services start meanwhile and
+    // watch_roudi() reports when it is up.
+    log_->info("starting iox-roudi (pid {})", roudi_pid_);
+    return {};
+  }
+
+  void watch_roudi() {
+    if (roudi_pid_ <= 0 || roudi_up_) return;
+    if (shared::roudi_available()) {
+      roudi_up_ = true;
+      log_->info("iox-roudi up after {:.3f} s",
+                 std::chrono::duration<double>(Clock::now() - roudi_spawned_at_).count());
+    } else if (auto st = shared::try_reap(roudi_pid_)) {
+      log_->error("iox-roudi {} (see {}); iceoryx streams are unavailable",
+                  shared::describe_wait_status(*st), paths_.service_log("roudi"));
+      roudi_pid_ = 0;
     }
-    return fail(Errc::kTimeout, "iox-roudi did not come up within 10 s");
   }
 
   Result<void> spawn_child(Child& c) {
@@ -239,6 +245,7 @@ class Orchestrator {
         log_->warn("{}", r.error().message);
       }
       watch_children();
+      watch_roudi();
       pump_health();
       if (options_.for_s &&
           std::chrono::duration<double>(Clock::now() - started).count() >= *options_.for_s) {
@@ -340,6 +347,8 @@ class Orchestrator {
   std::shared_ptr<spdlog::logger> log_;
   std::optional<shared::FileLock> lock_;
   pid_t roudi_pid_ = 0;
+  bool roudi_up_ = false;
+  Clock::time_point roudi_spawned_at_{};
   uint64_t started_unix_ns_ = 0;
   uint64_t malformed_ = 0;
   std::unique_ptr<shared::EventProxy> proxy_;

@@ -40,6 +40,7 @@ namespace fb = glassbox::schema;
 
 constexpr size_t kMaxSerialLineBytes = 4096;
 constexpr size_t kMaxTypeTextBytes = 4096;
+constexpr milliseconds kKeyInterval{12};
 constexpr milliseconds kQmpConnectTimeout{15000};
 constexpr milliseconds kLoopTick{20};
 constexpr auto kStableBoot =
@@ -86,6 +87,7 @@ struct Supervisor::Impl {
   std::atomic<uint64_t> frames_failed{0};
   std::unique_ptr<shared::ChunkPublisher> frame_publisher;  // VNC thread only
   Clock::time_point last_iox_try{};
+  bool iox_warned = false;
 
   // The VM.
   AccelChoice accel;
@@ -148,10 +150,15 @@ struct Supervisor::Impl {
   }
 
   void try_init_iox() {
-    if (iox_ready.load() || Clock::now() - last_iox_try < std::chrono::seconds(2)) return;
+    // RouDi may still be starting (`glassbox up` starts it beside us): retry every 250 ms,
+    // and say so once.
+    if (iox_ready.load() || Clock::now() - last_iox_try < milliseconds(250)) return;
     last_iox_try = Clock::now();
     if (auto r = shared::init_runtime(config.instance.name, "vm-supervisor"); !r) {
-      log->warn("screen frames not published over iceoryx: {}", r.error().message);
+      if (!iox_warned) {
+        log->warn("screen frames not published over iceoryx yet: {}", r.error().message);
+        iox_warned = true;
+      }
       return;
     }
     iox_ready.store(true);
@@ -586,8 +593,9 @@ struct Supervisor::Impl {
         if (!combos) return tl::unexpected(combos.error());
         for (const auto& c : *combos) {
           GB_TRY(send_input(key_combo_events(c)));
-          // Give the guest's keyboard driver time to drain the PS/2 queue under TCG.
-          std::this_thread::sleep_for(milliseconds(4));
+          // QEMU's PS/2 queue holds 16 bytes and drops keys beyond it: pace the keys so a
+          // busy guest under TCG drains it (a make/break pair is 2-4 bytes).
+          std::this_thread::sleep_for(kKeyInterval);
         }
         return {};
       }
@@ -680,14 +688,15 @@ Result<void> Supervisor::run(const std::atomic<bool>& stop) {
                          s.paths.vm_dir());
   s.log->info("accelerator: {}", s.accel.reason);
 
-  s.try_init_iox();
+  // QEMU first: everything else (VNC, iceoryx) attaches to a booting VM.
+  GB_TRY(s.boot());
+
   VncScreen::Options vo;
   vo.max_fps = static_cast<int>(s.config.screen.max_fps);
   vo.logger = s.log;
   vo.on_frame = [&s](const Frame& f) { s.publish_frame(f); };
   s.screen = VncScreen::start(s.qpaths.vnc_socket, vo);
-
-  GB_TRY(s.boot());
+  s.try_init_iox();
 
   const auto handler = [&s](shared::ByteSpan b) { return s.on_request(b); };
   const auto reject = [&s](const std::string& why) {

@@ -103,6 +103,69 @@ Result<int> connect_unix(const std::string& path) {
   return fd;
 }
 
+// Encoding names accepted in Options::encodings, with their RFB numbers. Lossless only.
+struct NamedEncoding {
+  const char* name;
+  int32_t number;
+};
+constexpr NamedEncoding kEncodings[] = {
+    {"raw", rfbEncodingRaw},     {"copyrect", rfbEncodingCopyRect}, {"hextile", rfbEncodingHextile},
+    {"zlib", rfbEncodingZlib},   {"tight", rfbEncodingTight},       {"zrle", rfbEncodingZRLE},
+};
+
+struct ParsedEncodings {
+  std::vector<int32_t> numbers;  // {0, 5}
+  std::string names;             // "raw hextile": libvncclient's own parser wants spaces
+};
+
+// "raw hextile" or "raw,hextile" -> {0, 5}. Errors: kInvalidArgument naming the unknown word.
+Result<ParsedEncodings> parse_encodings(const std::string& text) {
+  ParsedEncodings out;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const std::size_t end = text.find_first_of(" ,", pos);
+    const std::string word = text.substr(pos, end == std::string::npos ? end : end - pos);
+    pos = end == std::string::npos ? text.size() : end + 1;
+    if (word.empty()) continue;
+    const auto it = std::find_if(std::begin(kEncodings), std::end(kEncodings),
+                                 [&](const NamedEncoding& e) { return word == e.name; });
+    if (it == std::end(kEncodings)) {
+      return fail(Errc::kInvalidArgument,
+                  "encodings: unknown or lossy encoding '" + word +
+                      "' (known: raw copyrect hextile zlib tight zrle)");
+    }
+    out.numbers.push_back(it->number);
+    if (!out.names.empty()) out.names += ' ';
+    out.names += it->name;
+  }
+  if (out.numbers.empty()) return fail(Errc::kInvalidArgument, "encodings: empty");
+  return out;
+}
+
+// Sends our own SetEncodings, replacing the one rfbInitClient sent. libvncclient 0.9.14
+// always advertises ExtendedDesktopSize (-308) along with DesktopSize (-223); QEMU then
+// prefers -308 and describes its screen with id 0, which libvncclient 0.9.14 treats as
+// invalid: it ignores the new size and drops the connection on the next, larger rectangle
+// ("Rect too large"). Without -308 QEMU announces resizes with -223, which works. Sending only
+// what we decode also keeps out the JPEG quality and compression pseudo-encodings.
+bool send_set_encodings(rfbClient* client, const std::vector<int32_t>& encodings) {
+  std::vector<int32_t> all = encodings;
+  all.push_back(static_cast<int32_t>(rfbEncodingNewFBSize));
+  std::vector<char> msg(4 + all.size() * 4);
+  msg[0] = rfbSetEncodings;
+  msg[1] = 0;
+  msg[2] = static_cast<char>((all.size() >> 8) & 0xff);
+  msg[3] = static_cast<char>(all.size() & 0xff);
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    const auto v = static_cast<uint32_t>(all[i]);
+    msg[4 + i * 4 + 0] = static_cast<char>(v >> 24);
+    msg[4 + i * 4 + 1] = static_cast<char>(v >> 16);
+    msg[4 + i * 4 + 2] = static_cast<char>(v >> 8);
+    msg[4 + i * 4 + 3] = static_cast<char>(v);
+  }
+  return WriteToRFBServer(client, msg.data(), static_cast<unsigned>(msg.size()));
+}
+
 struct Rect {
   uint32_t x0 = 0, y0 = 0, x1 = 0, y1 = 0;  // [x0, x1) x [y0, y1)
   bool empty() const { return x0 >= x1 || y0 >= y1; }
@@ -111,15 +174,19 @@ struct Rect {
 }  // namespace
 
 struct VncScreen::Impl {
-  Impl(std::string path, Options opts)
+  Impl(std::string path, Options opts, ParsedEncodings parsed)
       : socket_path(std::move(path)),
         options(std::move(opts)),
+        encodings(std::move(parsed.numbers)),
+        encoding_names(std::move(parsed.names)),
         log(options.logger ? options.logger : spdlog::default_logger()),
         min_interval(std::chrono::nanoseconds(1'000'000'000LL / options.max_fps)) {}
 
   // ---- Immutable after start().
   const std::string socket_path;
   const Options options;
+  const std::vector<int32_t> encodings;  // parsed options.encodings
+  const std::string encoding_names;      // the same, space-separated, for libvncclient
   const std::shared_ptr<spdlog::logger> log;
   const std::chrono::nanoseconds min_interval;
 
@@ -251,7 +318,7 @@ void VncScreen::Impl::run_session(int fd) {
   client->format.redShift = 16;
   client->format.greenShift = 8;
   client->format.blueShift = 0;
-  client->appData.encodingsString = options.encodings.c_str();
+  client->appData.encodingsString = encoding_names.c_str();
   client->appData.enableJPEG = FALSE;
   client->appData.useRemoteCursor = FALSE;  // the server draws the pointer into the frame
   client->appData.shareDesktop = TRUE;      // do not kick other VNC clients off QEMU
@@ -272,6 +339,12 @@ void VncScreen::Impl::run_session(int fd) {
   if (!rfbInitClient(client, nullptr, nullptr)) {
     // rfbInitClient has freed `client` and closed lib_fd.
     if (!should_stop()) log->warn("vnc: RFB handshake on {} failed", socket_path);
+    end_session();
+    return;
+  }
+  if (!send_set_encodings(client, encodings)) {
+    rfbClientCleanup(client);
+    if (!should_stop()) log->warn("vnc: sending SetEncodings to {} failed", socket_path);
     end_session();
     return;
   }
@@ -465,12 +538,14 @@ std::unique_ptr<VncScreen> VncScreen::start(std::string socket_path, Options opt
                options.reconnect_interval.count());
     return nullptr;
   }
-  if (options.encodings.empty()) {
-    log->error("vnc: encodings must not be empty");
+  auto encodings = parse_encodings(options.encodings);
+  if (!encodings) {
+    log->error("vnc: {}", encodings.error().message);
     return nullptr;
   }
   install_vnc_log_hooks();
-  auto impl = std::make_unique<Impl>(std::move(socket_path), std::move(options));
+  auto impl =
+      std::make_unique<Impl>(std::move(socket_path), std::move(options), std::move(*encodings));
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] { raw->run(); });
   return std::unique_ptr<VncScreen>(new VncScreen(std::move(impl)));

@@ -70,8 +70,8 @@ class VncScreen {
     std::function<void(const Frame&)> on_frame;
     // Wait between connection attempts, and after a disconnect; > 0.
     std::chrono::milliseconds reconnect_interval{250};
-    // libvncclient encodings string, best first, separated by spaces. Keep it lossless: with
-    // "tight" QEMU may send JPEG.
+    // Encodings to ask for, best first, separated by spaces or commas; from: raw copyrect
+    // hextile zlib tight zrle (all lossless as used here: no JPEG quality level is sent).
     std::string encodings = "raw";
     // Our messages go here (connects, disconnects, errors); null = spdlog's default logger.
     // libvncclient's own messages go to spdlog's default logger (debug; its errors at info),
@@ -94,7 +94,8 @@ class VncScreen {
   // Starts the VNC thread, which connects to `socket_path` (a unix socket path; the socket may
   // not exist yet: it is retried every reconnect_interval). Never blocks on the server.
   // Returns null (and logs why) when `socket_path` is empty or longer than a unix socket
-  // address allows (107 bytes), or when an option is outside its range.
+  // address allows (107 bytes), or when an option is outside its range or names an unknown
+  // encoding.
   // Thread-safety: call from the owning thread.
   static std::unique_ptr<VncScreen> start(std::string socket_path, Options options);
 

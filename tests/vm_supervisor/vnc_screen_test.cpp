@@ -249,9 +249,29 @@ class FakeRfbServer {
     std::vector<uint8_t> msg;
     {
       std::lock_guard lock(mu_);
-      const bool supports_resize =
-          std::find(encodings_.begin(), encodings_.end(), -223) != encodings_.end();
-      if (resize_pending_ && supports_resize) {
+      auto advertised = [&](int32_t e) {
+        return std::find(encodings_.begin(), encodings_.end(), e) != encodings_.end();
+      };
+      if (resize_pending_ && advertised(-308)) {
+        // As QEMU 7.2 does: ExtendedDesktopSize, one screen, screen id 0.
+        msg = {0, 0};
+        put16(msg, 1);
+        put16(msg, 0);  // reason: server-side change
+        put16(msg, 0);  // status: no error
+        put16(msg, width_);
+        put16(msg, height_);
+        put32(msg, static_cast<uint32_t>(-308));
+        msg.insert(msg.end(), {1, 0, 0, 0});  // number of screens, padding
+        put32(msg, 0);                          // screen id
+        put16(msg, 0);
+        put16(msg, 0);
+        put16(msg, width_);
+        put16(msg, height_);
+        put32(msg, 0);  // flags
+        sent_width_ = width_;
+        sent_height_ = height_;
+        resize_pending_ = false;
+      } else if (resize_pending_ && advertised(-223)) {
         msg = {0, 0};
         put16(msg, 1);
         put16(msg, 0);
@@ -433,10 +453,10 @@ TEST_F(VncScreenTest, RequestsBgrxTrueColourAndDeliversFirstFrame) {
   EXPECT_EQ(format.red_shift, 16);
   EXPECT_EQ(format.green_shift, 8);
   EXPECT_EQ(format.blue_shift, 0);
-  const auto encodings = server.client_encodings();
-  EXPECT_NE(std::find(encodings.begin(), encodings.end(), 0), encodings.end()) << "raw";
-  EXPECT_NE(std::find(encodings.begin(), encodings.end(), -223), encodings.end())
-      << "DesktopSize";
+  // The encodings in effect are ours: raw and DesktopSize, without ExtendedDesktopSize
+  // (-308), which libvncclient 0.9.14 mishandles with QEMU.
+  const std::vector<int32_t> expected_encodings = {0, -223};
+  EXPECT_TRUE(wait_until([&] { return server.client_encodings() == expected_encodings; }, 2s));
 
   const auto first = log.last();
   EXPECT_EQ(first->width, 64u);
@@ -640,6 +660,22 @@ TEST_F(VncScreenTest, RejectsInvalidOptions) {
   auto o = options(log);
   o.reconnect_interval = 0ms;
   EXPECT_EQ(VncScreen::start(socket_path_, o), nullptr);
+  o = options(log);
+  o.encodings = "raw jpeg";
+  EXPECT_EQ(VncScreen::start(socket_path_, o), nullptr);
+  o.encodings = " , ";
+  EXPECT_EQ(VncScreen::start(socket_path_, o), nullptr);
+}
+
+TEST_F(VncScreenTest, AcceptsOtherLosslessEncodings) {
+  FakeRfbServer server(socket_path_, 8, 8);
+  FrameLog log;
+  auto o = options(log);
+  o.encodings = "hextile, raw";
+  auto screen = VncScreen::start(socket_path_, o);
+  ASSERT_TRUE(screen);
+  const std::vector<int32_t> expected = {5, 0, -223};
+  EXPECT_TRUE(wait_until([&] { return server.client_encodings() == expected; }, 2s));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -654,13 +690,69 @@ const char* find_qemu() {
   return nullptr;
 }
 
+// Sends `commands` (one JSON object each) to QEMU's QMP socket at `path`, after the greeting
+// and qmp_capabilities; true when every command got a "return". Retries the connect for 5 s.
+bool qmp(const std::string& path, const std::vector<std::string>& commands) {
+  int fd = -1;
+  const auto deadline = Clock::now() + 5s;
+  while (Clock::now() < deadline) {
+    fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) break;
+    ::close(fd);
+    fd = -1;
+    std::this_thread::sleep_for(20ms);
+  }
+  if (fd < 0) return false;
+  std::string pending;
+  // Reads lines until one contains `want`; false on timeout, EOF or an "error".
+  auto read_until = [&](const std::string& want) {
+    const auto until = Clock::now() + 5s;
+    while (Clock::now() < until) {
+      std::size_t nl;
+      while ((nl = pending.find('\n')) != std::string::npos) {
+        const std::string line = pending.substr(0, nl);
+        pending.erase(0, nl + 1);
+        if (line.find("\"error\"") != std::string::npos) return false;
+        if (line.find(want) != std::string::npos) return true;
+      }
+      pollfd pfd{fd, POLLIN, 0};
+      if (::poll(&pfd, 1, 100) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = ::read(fd, buf, sizeof(buf));
+      if (n <= 0) return false;
+      pending.append(buf, static_cast<std::size_t>(n));
+    }
+    return false;
+  };
+  bool ok = read_until("\"QMP\"");
+  std::vector<std::string> all = {R"({"execute":"qmp_capabilities"})"};
+  all.insert(all.end(), commands.begin(), commands.end());
+  for (const auto& command : all) {
+    if (!ok) break;
+    const std::string line = command + "\n";
+    ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+         read_until("\"return\"");
+  }
+  ::close(fd);
+  return ok;
+}
+
 class Qemu {
  public:
-  Qemu(const char* binary, const std::string& socket_path, const std::string& log_path) {
+  // Starts QEMU with the VNC server on `socket_path`; with `paused`, QEMU waits for a QMP
+  // "cont" on `socket_path`.qmp before running the guest (SeaBIOS).
+  Qemu(const char* binary, const std::string& socket_path, const std::string& log_path,
+       bool paused = false) {
     const std::string vnc = "unix:" + socket_path;
     std::vector<std::string> args = {binary,  "-machine", "pc",     "-accel",   "tcg",
                                      "-m",    "64",       "-nodefaults", "-vga", "std",
                                      "-display", "none",  "-vnc",   vnc};
+    if (paused) {
+      args.insert(args.end(), {"-S", "-qmp", "unix:" + socket_path + ".qmp,server=on,wait=off"});
+    }
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -698,21 +790,31 @@ TEST_F(VncScreenTest, ReadsSeaBiosScreenFromQemuAndReconnectsAfterRestart) {
   auto screen = VncScreen::start(socket_path_, o);
   ASSERT_TRUE(screen);
 
-  auto qemu = std::make_unique<Qemu>(binary, socket_path_, qemu_log);
+  // Paused before SeaBIOS runs: the screen is QEMU's 640x480 placeholder.
+  auto qemu = std::make_unique<Qemu>(binary, socket_path_, qemu_log, /*paused=*/true);
   ASSERT_TRUE(qemu->running());
-  // SeaBIOS prints its banner and "No bootable device": a frame with more than one colour.
+  ASSERT_TRUE(wait_until([&] { return log.size() >= 1; }, 10s)) << "no frame from QEMU";
+  const auto placeholder = *log.last();
+  std::printf("[ info     ] QEMU paused screen %ux%u\n", placeholder.width, placeholder.height);
+  EXPECT_EQ(placeholder.width, 640u);
+  EXPECT_EQ(placeholder.height, 480u);
+
+  // Run: SeaBIOS switches to the 720x400 text mode (a resize on the same connection) and
+  // prints its banner and "No bootable device": a frame with more than one colour.
+  ASSERT_TRUE(qmp(socket_path_ + ".qmp", {R"({"execute":"cont"})"}));
   const bool text_seen = wait_until(
       [&] {
         auto f = log.last();
-        return f && !f->uniform;
+        return f && !f->uniform && f->width == 720 && f->height == 400;
       },
       15s);
   ASSERT_TRUE(text_seen) << "frames seen: " << log.size()
                          << ", connects: " << screen->stats().connects;
+  EXPECT_EQ(screen->stats().connects, 1u) << "the resize must not cost a reconnect";
   const auto frame = screen->latest();
   ASSERT_TRUE(frame);
-  EXPECT_GE(frame->width, 320u);
-  EXPECT_GE(frame->height, 200u);
+  EXPECT_EQ(frame->width, 720u);
+  EXPECT_EQ(frame->height, 400u);
   EXPECT_EQ(frame->stride_bytes, frame->width * 4);
   EXPECT_EQ(frame->pixels.size(), std::size_t{frame->stride_bytes} * frame->height);
   std::printf("[ info     ] QEMU screen %ux%u, %zu frames, %llu updates\n", frame->width,
@@ -748,7 +850,7 @@ TEST_F(VncScreenTest, ReadsSeaBiosScreenFromQemuAndReconnectsAfterRestart) {
   ASSERT_TRUE(wait_until(
       [&] {
         auto f = log.last();
-        return f && !f->uniform;
+        return f && !f->uniform && f->width == 720 && f->height == 400;
       },
       15s));
   EXPECT_TRUE(screen->stats().connected);
