@@ -29,8 +29,8 @@ bool has_alpha(PixelFormat format) {
   return format == PixelFormat::kBgra8888 || format == PixelFormat::kRgba8888;
 }
 
-Result<void> validate(const uint8_t* pixels, uint32_t width, uint32_t height,
-                      uint32_t stride_bytes, const PngOptions& options) {
+Result<void> validate(const uint8_t* pixels, uint32_t width, uint32_t height, uint32_t stride_bytes,
+                      const PngOptions& options) {
   if (pixels == nullptr) return fail(Errc::kInvalidArgument, "pixels is null");
   if (width == 0 || width > kMaxPngDimension) {
     return fail(Errc::kInvalidArgument, "width " + std::to_string(width) + " outside 1.." +
@@ -45,9 +45,8 @@ Result<void> validate(const uint8_t* pixels, uint32_t width, uint32_t height,
                                             " below width * 4 = " + std::to_string(width * 4));
   }
   if (options.compression_level < 0 || options.compression_level > 9) {
-    return fail(Errc::kInvalidArgument, "compression_level " +
-                                            std::to_string(options.compression_level) +
-                                            " outside 0..9");
+    return fail(Errc::kInvalidArgument,
+                "compression_level " + std::to_string(options.compression_level) + " outside 0..9");
   }
   return {};
 }
@@ -114,6 +113,12 @@ Result<std::vector<uint8_t>> encode_png(const uint8_t* pixels, uint32_t width, u
   if (int rc = spng_set_option(ctx.get(), SPNG_IMG_COMPRESSION_LEVEL, options.compression_level);
       rc != 0) {
     return spng_fail(Errc::kInternal, "spng_set_option(compression level)", rc);
+  }
+  if (int rc = spng_set_option(
+          ctx.get(), SPNG_FILTER_CHOICE,
+          options.adaptive_filters ? SPNG_FILTER_CHOICE_ALL : SPNG_FILTER_CHOICE_SUB);
+      rc != 0) {
+    return spng_fail(Errc::kInternal, "spng_set_option(filter choice)", rc);
   }
   const bool alpha = has_alpha(format);
   spng_ihdr ihdr{};
@@ -209,8 +214,8 @@ Result<DecodedImage> decode_png(const uint8_t* data, std::size_t size_bytes) {
   image.width = ihdr.width;
   image.height = ihdr.height;
   if (out_size != std::size_t{ihdr.width} * ihdr.height * 4) {
-    return fail(Errc::kInternal, "libspng RGBA8 size " + std::to_string(out_size) +
-                                     " does not match the header");
+    return fail(Errc::kInternal,
+                "libspng RGBA8 size " + std::to_string(out_size) + " does not match the header");
   }
   image.rgba.resize(out_size);
   if (int rc = spng_decode_image(ctx.get(), image.rgba.data(), image.rgba.size(), SPNG_FMT_RGBA8,

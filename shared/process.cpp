@@ -20,6 +20,15 @@ Result<pid_t> spawn(const std::vector<std::string>& argv, const SpawnOptions& o)
   std::vector<char*> cargv;
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
+  // The child's environment is built before fork (no allocation after it).
+  std::vector<std::string> env_storage;
+  std::vector<char*> cenv;
+  if (!o.env.empty()) {
+    for (char** e = environ; *e != nullptr; ++e) env_storage.emplace_back(*e);
+    env_storage.insert(env_storage.end(), o.env.begin(), o.env.end());
+    for (auto& e : env_storage) cenv.push_back(e.data());
+    cenv.push_back(nullptr);
+  }
 
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return fail_errno("pipe2");
@@ -49,7 +58,11 @@ Result<pid_t> spawn(const std::vector<std::string>& argv, const SpawnOptions& o)
     for (int fd = 3; fd < max_fd && fd < 65536; ++fd) {
       if (fd != pipefd[1]) ::close(fd);
     }
-    ::execvp(cargv[0], cargv.data());
+    if (!cenv.empty()) {
+      ::execvpe(cargv[0], cargv.data(), cenv.data());
+    } else {
+      ::execvp(cargv[0], cargv.data());
+    }
     int e = errno;
     (void)!::write(pipefd[1], &e, sizeof e);
     ::_exit(127);

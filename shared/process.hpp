@@ -19,6 +19,7 @@ struct SpawnOptions {
   bool new_session = true;    // setsid(): own session and process group (pgid == pid)
   std::string output_path;    // stdout+stderr appended here; empty: inherit
   std::string stdin_path = "/dev/null";
+  std::vector<std::string> env;  // extra "NAME=value" entries added to the environment
 };
 
 // fork + execvp of argv[0] with argv. Every fd but 0..2 is closed in the child.

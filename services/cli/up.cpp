@@ -116,7 +116,9 @@ class Orchestrator {
     std::vector<std::string> argv = {shared::exe_dir() + "/glassbox-" + c.name, "--state-dir",
                                      paths_.dir()};
     if (!options_.config_path.empty()) argv.insert(argv.end(), {"--config", options_.config_path});
-    auto pid = shared::spawn(argv, {.new_session = true, .output_path = paths_.service_log(c.name)});
+    auto pid = shared::spawn(argv, {.new_session = true,
+                                    .output_path = paths_.service_log(c.name),
+                                    .env = {"GLASSBOX_UP_PID=" + std::to_string(::getpid())}});
     if (!pid) return tl::unexpected(pid.error());
     c.pid = *pid;
     c.state = fb::health::ServiceState::Up;

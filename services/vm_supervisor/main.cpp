@@ -1,5 +1,7 @@
 // glassbox-vm-supervisor: flags, config, run(). See README.md beside this file.
 #include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
@@ -41,6 +43,12 @@ int main(int argc, char** argv) {
       std::cout << a << "\n";
     }
     return 0;
+  }
+  // Started by `glassbox up`: stop (and stop QEMU) when `up` dies, even by SIGKILL, so no
+  // orphan keeps a VM running that a new `up` would fight over.
+  if (const char* up_pid = std::getenv("GLASSBOX_UP_PID")) {
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (std::to_string(::getppid()) != up_pid) return 0;  // `up` died before we got here
   }
   struct sigaction sa {};
   sa.sa_handler = on_signal;

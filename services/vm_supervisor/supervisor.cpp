@@ -667,6 +667,10 @@ Result<void> Supervisor::run(const std::atomic<bool>& stop) {
   Impl& s = *impl_;
   s.log = shared::make_logger("vm-supervisor");
   GB_TRY(s.paths.create());
+  auto lock = shared::FileLock::acquire(
+      s.paths.dir() + "/vm-supervisor.lock",
+      "another vm-supervisor runs for " + s.paths.dir() + " (one per state dir)");
+  if (!lock) return tl::unexpected(lock.error());
   GB_TRY(shared::check_config_files(s.config));
   if (shared::find_executable(s.config.vm.qemu).empty()) {
     return fail(Errc::kNotFound,

@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdarg>
@@ -109,8 +108,8 @@ struct NamedEncoding {
   int32_t number;
 };
 constexpr NamedEncoding kEncodings[] = {
-    {"raw", rfbEncodingRaw},     {"copyrect", rfbEncodingCopyRect}, {"hextile", rfbEncodingHextile},
-    {"zlib", rfbEncodingZlib},   {"tight", rfbEncodingTight},       {"zrle", rfbEncodingZRLE},
+    {"raw", rfbEncodingRaw},   {"copyrect", rfbEncodingCopyRect}, {"hextile", rfbEncodingHextile},
+    {"zlib", rfbEncodingZlib}, {"tight", rfbEncodingTight},       {"zrle", rfbEncodingZRLE},
 };
 
 struct ParsedEncodings {
@@ -130,9 +129,8 @@ Result<ParsedEncodings> parse_encodings(const std::string& text) {
     const auto it = std::find_if(std::begin(kEncodings), std::end(kEncodings),
                                  [&](const NamedEncoding& e) { return word == e.name; });
     if (it == std::end(kEncodings)) {
-      return fail(Errc::kInvalidArgument,
-                  "encodings: unknown or lossy encoding '" + word +
-                      "' (known: raw copyrect hextile zlib tight zrle)");
+      return fail(Errc::kInvalidArgument, "encodings: unknown or lossy encoding '" + word +
+                                              "' (known: raw copyrect hextile zlib tight zrle)");
     }
     out.numbers.push_back(it->number);
     if (!out.names.empty()) out.names += ' ';
@@ -165,6 +163,16 @@ bool send_set_encodings(rfbClient* client, const std::vector<int32_t>& encodings
   }
   return WriteToRFBServer(client, msg.data(), static_cast<unsigned>(msg.size()));
 }
+
+// Pixel buffers of dropped frames, for reuse: a 1080p frame is 8 MB, and a fresh allocation of
+// that size is an mmap plus 2000 page faults. A frame's deleter (run by whichever thread drops
+// the last reference) returns its buffer here; the mutex orders that thread's last reads
+// before our next writes. Shared with the frames, so it outlives the VncScreen if they do.
+struct FramePool {
+  static constexpr std::size_t kMaxBuffers = 2;
+  std::mutex mu;
+  std::vector<std::vector<uint8_t>> buffers;
+};
 
 struct Rect {
   uint32_t x0 = 0, y0 = 0, x1 = 0, y1 = 0;  // [x0, x1) x [y0, y1)
@@ -206,8 +214,8 @@ struct VncScreen::Impl {
   bool resized = false;   // size changed since the last delivery
   Clock::time_point last_update_at{};
   Clock::time_point last_delivery_at{};
-  std::shared_ptr<Frame> last_frame;   // == latest; kept to compare against
-  std::shared_ptr<Frame> spare_frame;  // the frame before: reused once nobody else holds it
+  std::shared_ptr<const Frame> last_frame;  // == latest; kept to compare against
+  const std::shared_ptr<FramePool> pool = std::make_shared<FramePool>();
   uint64_t seq = 0;
 
   std::thread thread;
@@ -224,7 +232,7 @@ struct VncScreen::Impl {
   void on_update_finished();
   void maybe_deliver(Clock::time_point now);
   Clock::duration wait_budget(Clock::time_point now) const;
-  std::shared_ptr<Frame> take_frame_buffer();
+  std::shared_ptr<Frame> new_frame();
 
   static Impl* from(rfbClient* client) {
     return static_cast<Impl*>(rfbClientGetClientData(client, &kClientDataTag));
@@ -456,16 +464,24 @@ Clock::duration VncScreen::Impl::wait_budget(Clock::time_point now) const {
   return std::min<Clock::duration>(due - now, kMaxWait);
 }
 
-std::shared_ptr<Frame> VncScreen::Impl::take_frame_buffer() {
-  // The frame before last is reusable when we hold its only reference: it is no longer in
-  // `latest`, so nobody can obtain a new one. The acquire fence orders our writes after the
-  // last holder's reads (its release happened in the shared_ptr count decrement).
-  if (spare_frame && spare_frame.use_count() == 1) {
-    std::atomic_thread_fence(std::memory_order_acquire);
-    return std::move(spare_frame);
+std::shared_ptr<Frame> VncScreen::Impl::new_frame() {
+  auto frame = std::make_unique<Frame>();
+  {
+    std::lock_guard lock(pool->mu);
+    if (!pool->buffers.empty()) {
+      frame->pixels = std::move(pool->buffers.back());
+      pool->buffers.pop_back();
+    }
   }
-  spare_frame.reset();
-  return std::make_shared<Frame>();
+  return std::shared_ptr<Frame>(frame.release(), [pool = pool](Frame* f) {
+    {
+      std::lock_guard lock(pool->mu);
+      if (pool->buffers.size() < FramePool::kMaxBuffers) {
+        pool->buffers.push_back(std::move(f->pixels));
+      }
+    }
+    delete f;
+  });
 }
 
 void VncScreen::Impl::maybe_deliver(Clock::time_point now) {
@@ -490,7 +506,7 @@ void VncScreen::Impl::maybe_deliver(Clock::time_point now) {
     }
   }
 
-  std::shared_ptr<Frame> frame = take_frame_buffer();
+  std::shared_ptr<Frame> frame = new_frame();
   frame->width = fb_width;
   frame->height = fb_height;
   frame->stride_bytes = static_cast<uint32_t>(row_bytes);
@@ -505,7 +521,6 @@ void VncScreen::Impl::maybe_deliver(Clock::time_point now) {
     latest = frame;
     ++stats.frames_delivered;
   }
-  spare_frame = std::move(last_frame);
   last_frame = frame;
   if (options.on_frame) {
     try {

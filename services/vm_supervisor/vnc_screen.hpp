@@ -12,7 +12,10 @@
 //     are coalesced to at most max_fps per second: updates arriving faster are folded into the
 //     next delivery, which then holds the newest content. An update that repaints pixels with
 //     the same values delivers nothing;
-//   - follows resolution changes (RFB DesktopSize): the next frame has the new size;
+//   - follows resolution changes (RFB DesktopSize; ExtendedDesktopSize is deliberately not
+//     offered, as libvncclient 0.9.14 rejects QEMU's form of it, see the .cpp): the next frame
+//     has the new size, and the first frame of every (re)connection is delivered even when its
+//     pixels equal the last frame's;
 //   - reconnects when the socket disappears or its server goes away (guest reboot = a new QEMU
 //     on the same path), retrying every reconnect_interval, forever, until stop().
 //

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cstring>
+#include <fstream>
 #include <random>
 
 #include "events_generated.h"
@@ -23,7 +25,7 @@ class FoundationTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     instance_ = new Instance();
-    ASSERT_TRUE(instance_->start());
+    ASSERT_TRUE(instance_->start({"--report", report_path()}));
     ASSERT_TRUE(instance_->wait_ready(180s))
         << "guest never became ready; up log:\n" << read_file(instance_->up_log())
         << "\nsupervisor log:\n"
@@ -33,6 +35,7 @@ class FoundationTest : public ::testing::Test {
     delete instance_;
     instance_ = nullptr;
   }
+  static std::string report_path() { return instance_->state_dir() + "/report.json"; }
   static Instance* instance_;
 };
 Instance* FoundationTest::instance_ = nullptr;
@@ -123,6 +126,14 @@ TEST_F(FoundationTest, ScreenFramesArriveOverIceoryx) {
   ASSERT_FALSE(j.is_discarded()) << text;
   EXPECT_GE(j["width"].get<int>(), 640);
   EXPECT_GE(j["distinct_colours"].get<int>(), 2);
+}
+
+TEST_F(FoundationTest, MouseMovesAndClicksInsideTheScreen) {
+  auto r = instance_->cli({"vm", "mouse", "100", "80", "--click", "left"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // Coordinates beyond the screen are clamped to its edge, not an error.
+  r = instance_->cli({"vm", "mouse", "100000", "100000"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 TEST_F(FoundationTest, PauseAndResume) {
@@ -240,6 +251,102 @@ TEST_F(FoundationTest, DownLeavesNothingBehind) {
   auto r = instance_->cli({"status"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("no glassbox instance is running"), std::string::npos) << r.output;
+  // The report written on shutdown describes the run.
+  auto report = nlohmann::json::parse(read_file(report_path()), nullptr, false);
+  ASSERT_TRUE(report.is_object()) << read_file(report_path());
+  EXPECT_EQ(report["vm"]["accel"], "tcg");
+  EXPECT_GT(report["vm"]["boot_to_ready_s"].get<double>(), 0.0);
+  // VM counters are the current supervisor's (it was restarted by the test above).
+  EXPECT_GE(report["vm"]["boots"].get<int>(), 2);  // its boot and the `vm start` after powerdown
+  ASSERT_EQ(report["services"].size(), 1u);
+  EXPECT_EQ(report["services"][0]["name"], "vm-supervisor");
+  EXPECT_EQ(report["services"][0]["restarts"], 1);  // the supervisor SIGKILL test
+  EXPECT_TRUE(report["services"][0]["summary"].contains("vm"));
+}
+
+TEST(FoundationLifecycleTest, UpForSecondsStopsByItselfAndWritesReport) {
+  Instance inst;
+  const std::string report = inst.state_dir() + "/for-report.json";
+  ASSERT_TRUE(inst.start({"--for", "3", "--report", report}));
+  auto st = shared::reap_for(inst.up_pid(), 60s);
+  ASSERT_TRUE(st) << "`up --for 3` did not stop by itself";
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
+  auto j = nlohmann::json::parse(read_file(report), nullptr, false);
+  ASSERT_TRUE(j.is_object()) << read_file(report);
+  EXPECT_EQ(j["instance"], inst.name());
+  ASSERT_EQ(j["services"].size(), 1u);
+  EXPECT_EQ(j["services"][0]["name"], "vm-supervisor");
+  EXPECT_EQ(j["vm"]["accel"], "tcg");
+  EXPECT_NE(::access(shared::guest_ram_path(inst.name()).c_str(), F_OK), 0);
+}
+
+TEST(FoundationLifecycleTest, UpKilledTakesItsServicesAndVmWithIt) {
+  Instance inst;
+  ASSERT_TRUE(inst.start());
+  int supervisor = 0, qemu = 0;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = inst.status();
+        if (!s.is_object() || s["vm"]["qemu_pid"].get<int>() <= 0) return false;
+        supervisor = s["services"][0]["pid"].get<int>();
+        qemu = s["vm"]["qemu_pid"].get<int>();
+        return true;
+      },
+      60s));
+  ASSERT_EQ(::kill(inst.up_pid(), SIGKILL), 0);
+  (void)shared::reap_for(inst.up_pid(), 5s);
+  EXPECT_TRUE(wait_until(
+      [&] { return !shared::process_alive(supervisor) && !shared::process_alive(qemu); }, 30s))
+      << "an orphaned supervisor or QEMU outlived `glassbox up`";
+  // The RouDi that `up` started is a host-wide daemon and outlives it; stop it here.
+  const std::string log = read_file(inst.up_log());
+  const auto at = log.find("starting iox-roudi (pid ");
+  if (at != std::string::npos) {
+    const int roudi = std::atoi(log.c_str() + at + std::strlen("starting iox-roudi (pid "));
+    if (roudi > 0) shared::terminate_group(roudi, 5s);
+  }
+}
+
+// A 512-byte real-mode boot sector that prints GLASSBOX-DISK-READY on COM1 and halts: a
+// user's own disk image, booted by SeaBIOS from virtio-blk through [vm] disk.
+std::string serial_hello_boot_sector() {
+  const unsigned char code[] = {
+      0x31, 0xC0,              // xor ax, ax
+      0x8E, 0xD8,              // mov ds, ax
+      0xBE, 0x15, 0x7C,        // mov si, 0x7c15 (msg)
+      0xBA, 0xF8, 0x03,        // mov dx, 0x3f8 (COM1)
+      0xAC,                    // loop: lodsb
+      0x84, 0xC0,              // test al, al
+      0x74, 0x03,              // jz done
+      0xEE,                    // out dx, al
+      0xEB, 0xF8,              // jmp loop
+      0xF4,                    // done: hlt
+      0xEB, 0xFD,              // jmp done
+  };
+  std::string s(reinterpret_cast<const char*>(code), sizeof code);
+  s += "GLASSBOX-DISK-READY\r\n";
+  s += '\0';
+  s.resize(510, '\0');
+  s += "\x55\xAA";
+  return s;
+}
+
+TEST(FoundationLifecycleTest, UserDiskImageBootsThroughConfig) {
+  char tmpl[] = "/tmp/gb-disk-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  const std::string disk = dir + "/hello.img";
+  {
+    std::ofstream f(disk, std::ios::binary);
+    f << serial_hello_boot_sector();
+    f << std::string(1024 * 1024 - 512, '\0');
+  }
+  Instance inst("disk = \"" + disk + "\"\nready_marker = \"GLASSBOX-DISK-READY\"\n");
+  ASSERT_TRUE(inst.start());
+  ASSERT_TRUE(inst.wait_ready(60s)) << read_file(inst.serial_log());
+  EXPECT_NE(inst.status()["vm"]["boot_to_ready_s"].get<double>(), 0.0);
+  EXPECT_TRUE(inst.down());
+  ::unlink(disk.c_str());
+  ::rmdir(dir.c_str());
 }
 
 // Errors before anything starts: nothing may be left running.

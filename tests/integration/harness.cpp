@@ -119,9 +119,10 @@ Instance::~Instance() {
   ::unlink(shared::guest_ram_path(name_).c_str());
 }
 
-bool Instance::start() {
+bool Instance::start(const std::vector<std::string>& extra_up_args) {
   std::vector<std::string> argv = {bin_dir() + "/glassbox", "up", "--state-dir", state_dir_,
                                    "--config", config_path_};
+  argv.insert(argv.end(), extra_up_args.begin(), extra_up_args.end());
   auto pid = shared::spawn(argv, {.new_session = true, .output_path = up_log()});
   if (!pid) return false;
   up_pid_ = *pid;

@@ -42,7 +42,8 @@ class Instance {
   explicit Instance(const std::string& extra_vm_toml = "");
   ~Instance();  // `glassbox down`, then SIGKILL of anything left (so tests never leak)
 
-  bool start();                                   // spawns `glassbox up`
+  // Spawns `glassbox up` (plus `extra_up_args`, e.g. {"--for", "2", "--report", FILE}).
+  bool start(const std::vector<std::string>& extra_up_args = {});
   bool wait_ready(std::chrono::seconds timeout);  // status says vm.ready
   nlohmann::json status();                        // `glassbox status --json` (null on error)
   CommandResult cli(std::vector<std::string> args,

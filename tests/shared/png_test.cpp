@@ -32,9 +32,9 @@ std::vector<uint8_t> make_bgrx(uint32_t width, uint32_t height, uint32_t stride_
   for (uint32_t y = 0; y < height; ++y) {
     for (uint32_t x = 0; x < width; ++x) {
       uint8_t* p = &pixels[std::size_t{y} * stride_bytes + x * 4];
-      p[0] = static_cast<uint8_t>(x * 7);        // B
-      p[1] = static_cast<uint8_t>(y * 13);       // G
-      p[2] = static_cast<uint8_t>(x + y * 3);    // R
+      p[0] = static_cast<uint8_t>(x * 7);      // B
+      p[1] = static_cast<uint8_t>(y * 13);     // G
+      p[2] = static_cast<uint8_t>(x + y * 3);  // R
     }
   }
   return pixels;
@@ -56,8 +56,8 @@ TEST_F(PngTest, BgrxRoundTripThroughFilePreservesPixelsWithPaddedStride) {
   const uint32_t width = 37, height = 23, stride_bytes = 37 * 4 + 12;
   const auto pixels = make_bgrx(width, height, stride_bytes);
   const std::string path = (dir_ / "shot.png").string();
-  auto written = write_png(path, pixels.data(), width, height, stride_bytes,
-                           PixelFormat::kBgrx8888);
+  auto written =
+      write_png(path, pixels.data(), width, height, stride_bytes, PixelFormat::kBgrx8888);
   ASSERT_TRUE(written) << written.error().to_string();
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
 
@@ -96,6 +96,38 @@ TEST_F(PngTest, BgraRoundTripSwapsRedAndBlueAndKeepsAlpha) {
   auto image = decode_png(png->data(), png->size());
   ASSERT_TRUE(image) << image.error().to_string();
   EXPECT_EQ(image->rgba, (std::vector<uint8_t>{30, 20, 10, 40}));
+}
+
+TEST_F(PngTest, EveryCompressionSettingRoundTrips) {
+  const uint32_t width = 50, height = 20;
+  const auto pixels = make_bgrx(width, height, width * 4);
+  std::vector<uint8_t> expected;
+  for (std::size_t i = 0; i < std::size_t{width} * height; ++i) {
+    expected.insert(expected.end(), {pixels[i * 4 + 2], pixels[i * 4 + 1], pixels[i * 4], 255});
+  }
+  for (int level : {0, 1, 6, 9}) {
+    for (bool adaptive : {false, true}) {
+      PngOptions options;
+      options.compression_level = level;
+      options.adaptive_filters = adaptive;
+      auto png =
+          encode_png(pixels.data(), width, height, width * 4, PixelFormat::kBgrx8888, options);
+      ASSERT_TRUE(png) << png.error().to_string();
+      auto image = decode_png(png->data(), png->size());
+      ASSERT_TRUE(image) << image.error().to_string();
+      EXPECT_EQ(image->rgba, expected) << "level " << level << " adaptive " << adaptive;
+    }
+  }
+}
+
+TEST_F(PngTest, RejectsCompressionLevelOutOfRange) {
+  const auto pixels = make_bgrx(2, 2, 8);
+  PngOptions options;
+  options.compression_level = 10;
+  auto png = encode_png(pixels.data(), 2, 2, 8, PixelFormat::kBgrx8888, options);
+  ASSERT_FALSE(png);
+  EXPECT_EQ(png.error().code, Errc::kInvalidArgument);
+  EXPECT_NE(png.error().message.find("compression_level"), std::string::npos);
 }
 
 TEST_F(PngTest, OverwritesExistingFile) {
@@ -140,8 +172,7 @@ TEST_F(PngTest, RejectsStrideBelowWidthTimesFour) {
   auto png = encode_png(pixels.data(), 4, 4, 15, PixelFormat::kBgrx8888);
   ASSERT_FALSE(png);
   EXPECT_EQ(png.error().code, Errc::kInvalidArgument);
-  EXPECT_NE(png.error().message.find("stride_bytes"), std::string::npos)
-      << png.error().message;
+  EXPECT_NE(png.error().message.find("stride_bytes"), std::string::npos) << png.error().message;
 }
 
 TEST_F(PngTest, RejectsNullPixels) {

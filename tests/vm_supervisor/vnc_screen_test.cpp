@@ -193,11 +193,17 @@ class FakeRfbServer {
         if (!read_exact(b, 19)) return false;
         const uint8_t* f = b + 3;
         std::lock_guard lock(mu_);
-        format_ = ClientFormat{f[0], f[1], f[2], f[3],
-                               static_cast<uint16_t>(f[4] << 8 | f[5]),
-                               static_cast<uint16_t>(f[6] << 8 | f[7]),
-                               static_cast<uint16_t>(f[8] << 8 | f[9]),
-                               f[10], f[11], f[12], true};
+        format_.bits_per_pixel = f[0];
+        format_.depth = f[1];
+        format_.big_endian = f[2];
+        format_.true_colour = f[3];
+        format_.red_max = static_cast<uint16_t>(f[4] << 8 | f[5]);
+        format_.green_max = static_cast<uint16_t>(f[6] << 8 | f[7]);
+        format_.blue_max = static_cast<uint16_t>(f[8] << 8 | f[9]);
+        format_.red_shift = f[10];
+        format_.green_shift = f[11];
+        format_.blue_shift = f[12];
+        format_.received = true;
         return true;
       }
       case 2: {  // SetEncodings
@@ -262,7 +268,7 @@ class FakeRfbServer {
         put16(msg, height_);
         put32(msg, static_cast<uint32_t>(-308));
         msg.insert(msg.end(), {1, 0, 0, 0});  // number of screens, padding
-        put32(msg, 0);                          // screen id
+        put32(msg, 0);                        // screen id
         put16(msg, 0);
         put16(msg, 0);
         put16(msg, width_);
@@ -501,6 +507,25 @@ TEST_F(VncScreenTest, DeliversOnlyWhenContentChanges) {
   EXPECT_EQ(log.last()->seq, 2u);
 }
 
+TEST_F(VncScreenTest, HeldFrameStaysUnchangedWhileNewFramesArrive) {
+  FakeRfbServer server(socket_path_, 32, 32);
+  server.set_colour(7, 7, 7);
+  FrameLog log;
+  auto screen = VncScreen::start(socket_path_, options(log));
+  ASSERT_TRUE(screen);
+  ASSERT_TRUE(wait_until([&] { return log.size() >= 1; }, 5s));
+  const std::shared_ptr<const Frame> held = screen->latest();
+  ASSERT_TRUE(held);
+  const std::vector<uint8_t> held_pixels = held->pixels;
+  for (uint8_t i = 1; i <= 6; ++i) {  // enough frames to cycle the buffer pool
+    server.set_colour(i * 30, 0, 0);
+    ASSERT_TRUE(wait_until([&] { return pixel_is(log.last(), i * 30, 0, 0); }, 5s));
+  }
+  EXPECT_EQ(held->pixels, held_pixels);
+  EXPECT_EQ(held->seq, 1u);
+  EXPECT_EQ(screen->latest()->seq, 7u);
+}
+
 TEST_F(VncScreenTest, FollowsResolutionChange) {
   FakeRfbServer server(socket_path_, 64, 48);
   server.set_colour(1, 2, 3);
@@ -550,14 +575,13 @@ TEST_F(VncScreenTest, CoalescesUpdatesToMaxFpsAndEndsOnNewestContent) {
   const auto final_colour = server.colour();
   // Let the last, held-back update through.
   ASSERT_TRUE(wait_until(
-      [&] { return pixel_is(log.last(), final_colour[0], final_colour[1], final_colour[2]); },
-      2s));
+      [&] { return pixel_is(log.last(), final_colour[0], final_colour[1], final_colour[2]); }, 2s));
   const auto frames = log.size() - frames0;
   const auto updates = screen->stats().updates_received - updates0;
   EXPECT_GT(updates, 30u) << "the fake server should outpace 10 fps";
   EXPECT_LE(frames, static_cast<std::size_t>(seconds * 10) + 3) << updates << " updates";
   EXPECT_GE(frames, 5u);
-  // Frames are at least 1/max_fps apart (a little slack for the scheduler).
+  // Coalescing skips updates, never sequence numbers.
   const auto all = log.frames();
   for (std::size_t i = 1; i < all.size(); ++i) EXPECT_EQ(all[i].seq, all[i - 1].seq + 1);
 }
@@ -747,9 +771,9 @@ class Qemu {
   Qemu(const char* binary, const std::string& socket_path, const std::string& log_path,
        bool paused = false) {
     const std::string vnc = "unix:" + socket_path;
-    std::vector<std::string> args = {binary,  "-machine", "pc",     "-accel",   "tcg",
-                                     "-m",    "64",       "-nodefaults", "-vga", "std",
-                                     "-display", "none",  "-vnc",   vnc};
+    std::vector<std::string> args = {binary,     "-machine", "pc",          "-accel", "tcg",
+                                     "-m",       "64",       "-nodefaults", "-vga",   "std",
+                                     "-display", "none",     "-vnc",        vnc};
     if (paused) {
       args.insert(args.end(), {"-S", "-qmp", "unix:" + socket_path + ".qmp,server=on,wait=off"});
     }
@@ -759,8 +783,8 @@ class Qemu {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                     0644);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     if (posix_spawn(&pid_, binary, &actions, nullptr, argv.data(), environ) != 0) pid_ = -1;
     posix_spawn_file_actions_destroy(&actions);
