@@ -56,8 +56,8 @@ Result<std::unique_ptr<EventProxy>> EventProxy::start(const std::string& in_endp
     xsub->set(zmq::sockopt::linger, 0);
     control->bind(impl->control_endpoint);
   } catch (const zmq::error_t& e) {
-    return fail(Errc::kIo, "event proxy: bind " + in_endpoint + " / " + out_endpoint + ": " +
-                               zmq_text(e));
+    return fail(Errc::kIo,
+                "event proxy: bind " + in_endpoint + " / " + out_endpoint + ": " + zmq_text(e));
   }
   impl->thread = std::thread([xsub, xpub, control] {
     try {
@@ -168,8 +168,8 @@ Result<std::optional<ReceivedEvent>> EventSubscriber::receive(std::chrono::milli
     flatbuffers::Verifier verifier(data, parts[1].size());
     if (!schema::events::VerifyEventBuffer(verifier)) {
       ++malformed_;
-      return fail(Errc::kProtocol, "event on topic '" + parts[0].to_string() +
-                                       "' failed FlatBuffers verification");
+      return fail(Errc::kProtocol,
+                  "event on topic '" + parts[0].to_string() + "' failed FlatBuffers verification");
     }
     ReceivedEvent ev{parts[0].to_string(), Bytes(data, data + parts[1].size())};
     return std::optional<ReceivedEvent>(std::move(ev));
@@ -241,8 +241,8 @@ Result<Bytes> request(const std::string& endpoint, ByteSpan payload,
     s.send(zmq::buffer(payload.data(), payload.size()), zmq::send_flags::none);
     zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
     if (zmq::poll(&item, 1, timeout) == 0) {
-      return fail(Errc::kTimeout, "no reply from " + path + " within " +
-                                      std::to_string(timeout.count()) + " ms");
+      return fail(Errc::kTimeout,
+                  "no reply from " + path + " within " + std::to_string(timeout.count()) + " ms");
     }
     zmq::message_t m;
     if (!s.recv(m, zmq::recv_flags::dontwait)) {

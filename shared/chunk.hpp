@@ -44,7 +44,7 @@ inline uint8_t* write_chunk_prefix(uint8_t* chunk, std::span<const uint8_t> head
 }
 
 struct ChunkView {
-  std::span<const uint8_t> header;   // unverified FlatBuffer bytes
+  std::span<const uint8_t> header;  // unverified FlatBuffer bytes
   std::span<const uint8_t> payload;
 };
 

@@ -1,5 +1,6 @@
 #include "shared/config.hpp"
 
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -7,8 +8,6 @@
 #include <regex>
 #include <set>
 #include <sstream>
-
-#include <toml++/toml.h>
 
 #include "shared/paths.hpp"
 
@@ -70,8 +69,8 @@ class Section {
     for (const auto& [k, v] : *table_) {
       (void)v;
       if (!used_.contains(std::string(k.str()))) {
-        return fail(Errc::kInvalidArgument, std::string(source_) + ": unknown key [" + name_ +
-                                                "] " + std::string(k.str()));
+        return fail(Errc::kInvalidArgument,
+                    std::string(source_) + ": unknown key [" + name_ + "] " + std::string(k.str()));
       }
     }
     return {};
@@ -95,8 +94,8 @@ class Section {
 };
 
 Result<void> read_sections(const toml::table& root, std::string_view src, Config& c) {
-  static const std::set<std::string> kSections = {"instance", "vm",  "screen",
-                                                  "metrics",  "up",  "iceoryx"};
+  static const std::set<std::string> kSections = {"instance", "vm", "screen",
+                                                  "metrics",  "up", "iceoryx"};
   for (const auto& [k, v] : root) {
     if (!kSections.contains(std::string(k.str()))) {
       return fail(Errc::kInvalidArgument,
@@ -114,8 +113,8 @@ Result<void> read_sections(const toml::table& root, std::string_view src, Config
   GB_TRY(inst.reject_unknown());
   static const std::regex kName("[A-Za-z0-9_-]{1,32}");
   if (!std::regex_match(c.instance.name, kName)) {
-    return inst.bad("name", "expected 1..32 characters of [A-Za-z0-9_-], got '" +
-                                c.instance.name + "'");
+    return inst.bad("name",
+                    "expected 1..32 characters of [A-Za-z0-9_-], got '" + c.instance.name + "'");
   }
 
   Section vm(table("vm"), "vm", src);
@@ -128,10 +127,14 @@ Result<void> read_sections(const toml::table& root, std::string_view src, Config
   GB_TRY(vm.get("cpus", c.vm.cpus, 1, 64));
   std::string accel = accel_name(c.vm.accel);
   GB_TRY(vm.get("accel", accel));
-  if (accel == "auto") c.vm.accel = Accel::kAuto;
-  else if (accel == "kvm") c.vm.accel = Accel::kKvm;
-  else if (accel == "tcg") c.vm.accel = Accel::kTcg;
-  else return vm.bad("accel", "expected auto, kvm or tcg, got '" + accel + "'");
+  if (accel == "auto")
+    c.vm.accel = Accel::kAuto;
+  else if (accel == "kvm")
+    c.vm.accel = Accel::kKvm;
+  else if (accel == "tcg")
+    c.vm.accel = Accel::kTcg;
+  else
+    return vm.bad("accel", "expected auto, kvm or tcg, got '" + accel + "'");
   GB_TRY(vm.get("machine", c.vm.machine));
   GB_TRY(vm.get("ready_marker", c.vm.ready_marker));
   GB_TRY(vm.get("restart", c.vm.restart));
@@ -177,9 +180,12 @@ Result<void> read_sections(const toml::table& root, std::string_view src, Config
 
 const char* accel_name(Accel a) noexcept {
   switch (a) {
-    case Accel::kAuto: return "auto";
-    case Accel::kKvm: return "kvm";
-    case Accel::kTcg: return "tcg";
+    case Accel::kAuto:
+      return "auto";
+    case Accel::kKvm:
+      return "kvm";
+    case Accel::kTcg:
+      return "tcg";
   }
   return "auto";
 }
@@ -199,8 +205,8 @@ Result<Config> parse_config(std::string_view toml_text, std::string_view source_
     root = toml::parse(toml_text, source_name);
   } catch (const toml::parse_error& e) {
     std::ostringstream msg;
-    msg << source_name << ":" << e.source().begin.line << ":" << e.source().begin.column
-        << ": " << e.description();
+    msg << source_name << ":" << e.source().begin.line << ":" << e.source().begin.column << ": "
+        << e.description();
     return fail(Errc::kInvalidArgument, msg.str());
   }
   GB_TRY(read_sections(root, source_name, c));
@@ -230,10 +236,10 @@ Result<void> check_config_files(const Config& c) {
   auto check = [&](const char* key, const std::string& p) -> Result<void> {
     if (p.empty()) return {};
     if (::access(p.c_str(), R_OK) != 0) {
-      const bool builtin = c.source == "<built-in defaults>" || p.find("/guest/") != std::string::npos;
+      const bool builtin =
+          c.source == "<built-in defaults>" || p.find("/guest/") != std::string::npos;
       return fail(Errc::kNotFound,
-                  c.source + ": [vm] " + key + ": cannot read " + p + ": " +
-                      std::strerror(errno) +
+                  c.source + ": [vm] " + key + ": cannot read " + p + ": " + std::strerror(errno) +
                       (builtin ? " (build the reference guest: orchestration/setup)" : ""));
     }
     return {};

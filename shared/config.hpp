@@ -32,22 +32,22 @@ struct InstanceConfig {
 };
 
 struct VmConfig {
-  std::string kernel;             // bzImage path; default: the reference guest's
-  std::string initrd;             // initramfs path; default: the reference guest's
-  std::string append;             // kernel command line; default: the reference guest's
-  std::string disk;               // raw/qcow2 disk image (virtio); used instead of kernel
-  std::string cdrom;              // ISO image; used instead of kernel
-  uint32_t memory_mib = 256;      // guest RAM, 16..65536
-  uint32_t cpus = 1;              // vCPUs, 1..64
+  std::string kernel;         // bzImage path; default: the reference guest's
+  std::string initrd;         // initramfs path; default: the reference guest's
+  std::string append;         // kernel command line; default: the reference guest's
+  std::string disk;           // raw/qcow2 disk image (virtio); used instead of kernel
+  std::string cdrom;          // ISO image; used instead of kernel
+  uint32_t memory_mib = 256;  // guest RAM, 16..65536
+  uint32_t cpus = 1;          // vCPUs, 1..64
   Accel accel = Accel::kAuto;
   std::string machine = "pc";
   std::string ready_marker = "GLASSBOX-GUEST-READY";  // serial text meaning "booted"
-  bool restart = true;            // reboot the VM when QEMU dies unexpectedly
-  uint32_t restart_backoff_ms = 500;       // first delay; doubles per quick death
+  bool restart = true;                                // reboot the VM when QEMU dies unexpectedly
+  uint32_t restart_backoff_ms = 500;                  // first delay; doubles per quick death
   uint32_t restart_backoff_max_ms = 10000;
-  uint32_t kvm_probe_timeout_ms = 4000;    // a KVM guest that has not exited by then: hangs
-  std::string qemu = "qemu-system-x86_64"; // binary name or path
-  std::vector<std::string> extra_args;     // appended to QEMU's command line
+  uint32_t kvm_probe_timeout_ms = 4000;     // a KVM guest that has not exited by then: hangs
+  std::string qemu = "qemu-system-x86_64";  // binary name or path
+  std::vector<std::string> extra_args;      // appended to QEMU's command line
 };
 
 struct ScreenConfig {
@@ -99,6 +99,7 @@ struct Config {
 std::string reference_guest_dir();
 
 // The reference guest's kernel command line (KASLR on). Console on ttyS0 for the marker.
-inline constexpr std::string_view kReferenceAppend = "console=tty0 console=ttyS0,115200 quiet panic=-1";
+inline constexpr std::string_view kReferenceAppend =
+    "console=tty0 console=ttyS0,115200 quiet panic=-1";
 
 }  // namespace glassbox::shared

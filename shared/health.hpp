@@ -3,10 +3,10 @@
 // Thread-safety: value types and pure functions.
 #pragma once
 
+#include <flatbuffers/flatbuffers.h>
+
 #include <cstdint>
 #include <string>
-
-#include <flatbuffers/flatbuffers.h>
 
 #include "health_generated.h"
 

@@ -81,8 +81,8 @@ Result<void> ChunkPublisher::publish(std::span<const uint8_t> header, uint64_t p
   }
   auto loaned = impl_->publisher.loan(static_cast<uint32_t>(size), 8);
   if (loaned.has_error()) {
-    return fail(Errc::kUnavailable, "iceoryx loan of " + std::to_string(size) +
-                                        " bytes failed (mempool exhausted)");
+    return fail(Errc::kUnavailable,
+                "iceoryx loan of " + std::to_string(size) + " bytes failed (mempool exhausted)");
   }
   auto* chunk = static_cast<uint8_t*>(loaned.value());
   uint8_t* payload = write_chunk_prefix(chunk, header, payload_size_bytes);

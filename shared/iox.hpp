@@ -35,8 +35,7 @@ class ChunkPublisher {
  public:
   // `history` chunks are kept for late subscribers (0..16).
   static Result<std::unique_ptr<ChunkPublisher>> create(const std::string& instance,
-                                                        const std::string& topic,
-                                                        uint64_t history);
+                                                        const std::string& topic, uint64_t history);
   ~ChunkPublisher();
   // Loans one chunk of chunk_size(header.size(), payload_size_bytes), writes the prefix and
   // header, lets `fill` write the payload in place, publishes. Errors: kOutOfRange when the

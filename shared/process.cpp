@@ -46,7 +46,9 @@ Result<pid_t> spawn(const std::vector<std::string>& argv, const SpawnOptions& o)
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     int in = ::open(o.stdin_path.c_str(), O_RDONLY);
-    if (in >= 0) { ::dup2(in, 0); }
+    if (in >= 0) {
+      ::dup2(in, 0);
+    }
     if (!o.output_path.empty()) {
       int out = ::open(o.output_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
       if (out >= 0) {

@@ -16,8 +16,8 @@
 namespace glassbox::shared {
 
 struct SpawnOptions {
-  bool new_session = true;    // setsid(): own session and process group (pgid == pid)
-  std::string output_path;    // stdout+stderr appended here; empty: inherit
+  bool new_session = true;  // setsid(): own session and process group (pgid == pid)
+  std::string output_path;  // stdout+stderr appended here; empty: inherit
   std::string stdin_path = "/dev/null";
   std::vector<std::string> env;  // extra "NAME=value" entries added to the environment
 };
@@ -26,7 +26,8 @@ struct SpawnOptions {
 // Errors: kNotFound "qemu-system-x86_64: not found in PATH (install ...)" when exec fails
 // with ENOENT (reported through a close-on-exec pipe, so the caller learns it at once);
 // kIo for other failures.
-[[nodiscard]] Result<pid_t> spawn(const std::vector<std::string>& argv, const SpawnOptions& options);
+[[nodiscard]] Result<pid_t> spawn(const std::vector<std::string>& argv,
+                                  const SpawnOptions& options);
 
 // Non-blocking reap of a child. nullopt while it runs; else the wait status.
 std::optional<int> try_reap(pid_t pid);

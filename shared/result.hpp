@@ -10,25 +10,24 @@
 
 #include <string>
 #include <string_view>
-#include <utility>
-
 #include <tl/expected.hpp>
+#include <utility>
 
 namespace glassbox {
 
 // What kind of failure. Stable: services put it in FlatBuffers replies (as its integer).
 enum class Errc : int {
   kOk = 0,
-  kInvalidArgument = 1,   // caller passed a bad value (CLI flag, config value)
-  kNotFound = 2,          // file, instance, key, or object does not exist
-  kAlreadyExists = 3,     // e.g. another live instance owns the state dir
-  kIo = 4,                // a system call failed (errno text in the message)
-  kTimeout = 5,           // a peer did not answer in time
-  kProtocol = 6,          // a peer sent something malformed (QMP, FlatBuffers, ring record)
-  kUnavailable = 7,       // a peer is not running / not reachable
-  kUnsupported = 8,       // a feature the host or guest lacks (KVM, soft-dirty, ...)
-  kOutOfRange = 9,        // an address or index outside what exists (gpa outside RAM)
-  kInternal = 10,         // a broken invariant we could report instead of aborting
+  kInvalidArgument = 1,  // caller passed a bad value (CLI flag, config value)
+  kNotFound = 2,         // file, instance, key, or object does not exist
+  kAlreadyExists = 3,    // e.g. another live instance owns the state dir
+  kIo = 4,               // a system call failed (errno text in the message)
+  kTimeout = 5,          // a peer did not answer in time
+  kProtocol = 6,         // a peer sent something malformed (QMP, FlatBuffers, ring record)
+  kUnavailable = 7,      // a peer is not running / not reachable
+  kUnsupported = 8,      // a feature the host or guest lacks (KVM, soft-dirty, ...)
+  kOutOfRange = 9,       // an address or index outside what exists (gpa outside RAM)
+  kInternal = 10,        // a broken invariant we could report instead of aborting
 };
 
 // Short lowercase name of `code`, e.g. "timeout". Never null.
@@ -56,9 +55,9 @@ tl::unexpected<Error> fail_errno(std::string_view what);
 }  // namespace glassbox
 
 // Evaluates a Result-returning expression; on error returns that error from the caller.
-#define GB_TRY(expr)                                                        \
-  do {                                                                      \
-    if (auto gb_try_result_ = (expr); !gb_try_result_) {                    \
+#define GB_TRY(expr)                                                                 \
+  do {                                                                               \
+    if (auto gb_try_result_ = (expr); !gb_try_result_) {                             \
       return ::tl::unexpected<::glassbox::Error>(std::move(gb_try_result_).error()); \
-    }                                                                       \
+    }                                                                                \
   } while (0)

@@ -1,8 +1,7 @@
 #include "services/cli/cli_app.hpp"
 
-#include <algorithm>
-
 #include <CLI/CLI.hpp>
+#include <algorithm>
 
 #include "shared/paths.hpp"
 
@@ -14,8 +13,9 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
   app.require_subcommand(1);
   std::string state_dir;
   auto add_state = [&](CLI::App* a) {
-    a->add_option("--state-dir", state_dir,
-                  "instance state dir (default $XDG_STATE_HOME/glassbox or ~/.local/state/glassbox)");
+    a->add_option(
+        "--state-dir", state_dir,
+        "instance state dir (default $XDG_STATE_HOME/glassbox or ~/.local/state/glassbox)");
   };
   add_state(&app);
 
@@ -42,7 +42,8 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
   for (const char* simple : {"pause", "resume", "reset", "powerdown", "kill", "start"}) {
     add_state(vm->add_subcommand(simple, std::string(simple) + " the VM"));
   }
-  auto* key = vm->add_subcommand("key", "press a key combo: qcodes joined by '-', e.g. ctrl-alt-delete");
+  auto* key =
+      vm->add_subcommand("key", "press a key combo: qcodes joined by '-', e.g. ctrl-alt-delete");
   add_state(key);
   key->add_option("COMBO", inv.key_combo, "e.g. ret, shift-a, ctrl-alt-delete")->required();
   auto* type = vm->add_subcommand("type", "type text as key presses (US layout)");

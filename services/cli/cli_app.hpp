@@ -20,19 +20,19 @@
 namespace glassbox::cli {
 
 struct Invocation {
-  std::string state_dir;          // resolved: flag, else the default state dir
-  std::string command;            // "up", "down", "status", "console", "vm"
-  std::string vm_action;          // for "vm": pause, resume, ..., key, type, mouse, screendump
-  std::string config_path;        // up --config
-  std::optional<double> for_s;    // up --for
-  std::string report_path;        // up --report
-  bool json = false;              // status --json
-  bool follow = false;            // console --follow
-  std::string key_combo;          // vm key
-  std::string text;               // vm type
-  int mouse_x = 0, mouse_y = 0;   // vm mouse
-  std::string click;              // vm mouse --click
-  std::string png_path;           // vm screendump
+  std::string state_dir;         // resolved: flag, else the default state dir
+  std::string command;           // "up", "down", "status", "console", "vm"
+  std::string vm_action;         // for "vm": pause, resume, ..., key, type, mouse, screendump
+  std::string config_path;       // up --config
+  std::optional<double> for_s;   // up --for
+  std::string report_path;       // up --report
+  bool json = false;             // status --json
+  bool follow = false;           // console --follow
+  std::string key_combo;         // vm key
+  std::string text;              // vm type
+  int mouse_x = 0, mouse_y = 0;  // vm mouse
+  std::string click;             // vm mouse --click
+  std::string png_path;          // vm screendump
 };
 
 // Parses argv (without argv[0]). `help_text` receives CLI11's help/usage when the user asked

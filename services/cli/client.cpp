@@ -85,8 +85,8 @@ Result<ServiceQuery> query_service_status(const shared::StatePaths& paths, const
   auto get = fb::common::CreateGetStatus(fbb);
   fb::vm::FinishVmRequestBuffer(
       fbb, fb::vm::CreateVmRequest(fbb, fb::vm::Command::common_GetStatus, get.Union()));
-  auto bytes = shared::request(paths.service_endpoint(name), {fbb.GetBufferPointer(), fbb.GetSize()},
-                               timeout);
+  auto bytes = shared::request(paths.service_endpoint(name),
+                               {fbb.GetBufferPointer(), fbb.GetSize()}, timeout);
   if (!bytes) return tl::unexpected(bytes.error());
   auto reply = verify_reply<fb::vm::VmReply>(*bytes, name.c_str());
   if (!reply) return tl::unexpected(reply.error());
@@ -105,13 +105,14 @@ Result<ServiceQuery> query_service_status(const shared::StatePaths& paths, const
   return q;
 }
 
-static Result<OrchestratorStatus> orchestrator_call(const shared::StatePaths& paths, bool shutdown) {
+static Result<OrchestratorStatus> orchestrator_call(const shared::StatePaths& paths,
+                                                    bool shutdown) {
   flatbuffers::FlatBufferBuilder fbb(128);
   flatbuffers::Offset<fb::orchestrator::OrchestratorRequest> req;
   if (shutdown) {
     auto c = fb::common::CreateShutdown(fbb);
-    req = fb::orchestrator::CreateOrchestratorRequest(fbb, fb::orchestrator::Command::common_Shutdown,
-                                                      c.Union());
+    req = fb::orchestrator::CreateOrchestratorRequest(
+        fbb, fb::orchestrator::Command::common_Shutdown, c.Union());
   } else {
     auto c = fb::common::CreateGetStatus(fbb);
     req = fb::orchestrator::CreateOrchestratorRequest(
@@ -127,7 +128,8 @@ static Result<OrchestratorStatus> orchestrator_call(const shared::StatePaths& pa
   OrchestratorStatus st;
   st.roudi_pid = (*reply)->roudi_pid();
   if ((*reply)->services() != nullptr) {
-    for (const auto* s : *(*reply)->services()) st.services.push_back(shared::read_service_status(*s));
+    for (const auto* s : *(*reply)->services())
+      st.services.push_back(shared::read_service_status(*s));
   }
   return st;
 }

@@ -3,13 +3,13 @@
 // Thread-safety: reentrant (each call uses its own ZeroMQ socket).
 #pragma once
 
+#include <flatbuffers/flatbuffers.h>
+
 #include <chrono>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <flatbuffers/flatbuffers.h>
-#include <nlohmann/json.hpp>
 
 #include "shared/health.hpp"
 #include "shared/paths.hpp"
@@ -31,10 +31,9 @@ Result<ServiceQuery> query_service_status(const shared::StatePaths& paths, const
 // Sends a VmRequest built by `build` (which must Finish it with FinishVmRequestBuffer) to
 // vm-supervisor. Returns the VmStatus as JSON. Errors: the service's error reply as an
 // Error with its code and message; transport errors as above.
-Result<nlohmann::json> vm_request(
-    const shared::StatePaths& paths,
-    const std::function<void(flatbuffers::FlatBufferBuilder&)>& build,
-    std::chrono::milliseconds timeout);
+Result<nlohmann::json> vm_request(const shared::StatePaths& paths,
+                                  const std::function<void(flatbuffers::FlatBufferBuilder&)>& build,
+                                  std::chrono::milliseconds timeout);
 
 struct OrchestratorStatus {
   std::vector<shared::ServiceStatusFields> services;

@@ -1,6 +1,7 @@
 #include "services/cli/commands.hpp"
 
 #include <fcntl.h>
+#include <fmt/core.h>
 #include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,8 +11,6 @@
 #include <cstdlib>
 #include <iostream>
 #include <thread>
-
-#include <fmt/core.h>
 
 #include "services/cli/client.hpp"
 #include "shared/process.hpp"
@@ -39,7 +38,10 @@ int cmd_status(const Invocation& inv) {
   auto orch = orchestrator_status(paths);
   if (!orch) return report_error(orch.error());
   nlohmann::json out;
-  out["vm"] = {{"state", "stopped"}, {"ready", false}, {"accel", nullptr}, {"qemu_pid", 0},
+  out["vm"] = {{"state", "stopped"},
+               {"ready", false},
+               {"accel", nullptr},
+               {"qemu_pid", 0},
                {"boot_to_ready_s", nullptr}};
   nlohmann::json services = nlohmann::json::array();
   for (const auto& s : orch->services) {
@@ -73,12 +75,14 @@ int cmd_status(const Invocation& inv) {
       "vm: {}{}  accel {}  qemu pid {}  boot-to-ready {}  boots {}  restarts {}\n",
       vm.value("state", "?"), vm.value("ready", false) ? " (ready)" : "",
       vm["accel"].is_string() ? vm["accel"].get<std::string>() : "-", vm.value("qemu_pid", 0),
-      vm["boot_to_ready_s"].is_number() ? fmt::format("{:.2f} s", vm["boot_to_ready_s"].get<double>())
-                                        : "-",
+      vm["boot_to_ready_s"].is_number()
+          ? fmt::format("{:.2f} s", vm["boot_to_ready_s"].get<double>())
+          : "-",
       vm.value("boots", 0), vm.value("restarts", 0));
-  if (vm.contains("accel_reason")) std::cout << "    " << vm["accel_reason"].get<std::string>() << "\n";
-  std::cout << fmt::format("{:<18} {:>8} {:<11} {:>8}  {}\n", "SERVICE", "PID", "STATE",
-                           "RESTARTS", "METRICS");
+  if (vm.contains("accel_reason"))
+    std::cout << "    " << vm["accel_reason"].get<std::string>() << "\n";
+  std::cout << fmt::format("{:<18} {:>8} {:<11} {:>8}  {}\n", "SERVICE", "PID", "STATE", "RESTARTS",
+                           "METRICS");
   for (const auto& s : out["services"]) {
     std::cout << fmt::format("{:<18} {:>8} {:<11} {:>8}  {}\n", s["name"].get<std::string>(),
                              s["pid"].get<int>(), s["state"].get<std::string>(),
@@ -155,11 +159,16 @@ int cmd_vm(const Invocation& inv) {
     };
   };
   milliseconds timeout(10000);
-  if (a == "pause") simple(fb::vm::Command::Pause, [](auto& f) { return fb::vm::CreatePause(f); });
-  else if (a == "resume") simple(fb::vm::Command::Resume, [](auto& f) { return fb::vm::CreateResume(f); });
-  else if (a == "reset") simple(fb::vm::Command::Reset, [](auto& f) { return fb::vm::CreateReset(f); });
-  else if (a == "powerdown") simple(fb::vm::Command::Powerdown, [](auto& f) { return fb::vm::CreatePowerdown(f); });
-  else if (a == "kill") simple(fb::vm::Command::Kill, [](auto& f) { return fb::vm::CreateKill(f); });
+  if (a == "pause")
+    simple(fb::vm::Command::Pause, [](auto& f) { return fb::vm::CreatePause(f); });
+  else if (a == "resume")
+    simple(fb::vm::Command::Resume, [](auto& f) { return fb::vm::CreateResume(f); });
+  else if (a == "reset")
+    simple(fb::vm::Command::Reset, [](auto& f) { return fb::vm::CreateReset(f); });
+  else if (a == "powerdown")
+    simple(fb::vm::Command::Powerdown, [](auto& f) { return fb::vm::CreatePowerdown(f); });
+  else if (a == "kill")
+    simple(fb::vm::Command::Kill, [](auto& f) { return fb::vm::CreateKill(f); });
   else if (a == "start") {
     simple(fb::vm::Command::Start, [](auto& f) { return fb::vm::CreateStart(f); });
     timeout = milliseconds(30000);
@@ -168,7 +177,8 @@ int cmd_vm(const Invocation& inv) {
     size_t start = 0;
     for (;;) {
       size_t dash = inv.key_combo.find('-', start);
-      qcodes.push_back(inv.key_combo.substr(start, dash == std::string::npos ? std::string::npos : dash - start));
+      qcodes.push_back(inv.key_combo.substr(
+          start, dash == std::string::npos ? std::string::npos : dash - start));
       if (dash == std::string::npos) break;
       start = dash + 1;
     }
@@ -189,7 +199,8 @@ int cmd_vm(const Invocation& inv) {
     std::string path = inv.png_path;
     if (path.empty() || path[0] != '/') {
       char cwd[PATH_MAX];
-      if (::getcwd(cwd, sizeof cwd) == nullptr) return report_error(Error{Errc::kIo, "getcwd failed"});
+      if (::getcwd(cwd, sizeof cwd) == nullptr)
+        return report_error(Error{Errc::kIo, "getcwd failed"});
       path = std::string(cwd) + "/" + path;
     }
     simple(fb::vm::Command::Screendump,

@@ -1,16 +1,15 @@
 #include "services/cli/up.hpp"
 
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <fstream>
 #include <map>
-#include <thread>
-
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include <thread>
 
 #include "events_generated.h"
 #include "orchestrator_generated.h"
@@ -70,8 +69,8 @@ class Orchestrator {
   std::string owner_message() const {
     auto pid = shared::read_pid_file(paths_.up_pid_file());
     return "another glassbox instance" +
-           (pid ? " (pid " + std::to_string(*pid) + ")" : std::string()) + " owns " +
-           paths_.dir() + "; stop it with `glassbox --state-dir " + paths_.dir() + " down`";
+           (pid ? " (pid " + std::to_string(*pid) + ")" : std::string()) + " owns " + paths_.dir() +
+           "; stop it with `glassbox --state-dir " + paths_.dir() + " down`";
   }
 
   Result<void> start_roudi() {
@@ -80,8 +79,8 @@ class Orchestrator {
       return {};
     }
     if (shared::find_executable(config_.iceoryx.roudi).empty()) {
-      return fail(Errc::kNotFound, config_.iceoryx.roudi +
-                                       " not found: install the Debian package iceoryx");
+      return fail(Errc::kNotFound,
+                  config_.iceoryx.roudi + " not found: install the Debian package iceoryx");
     }
     if (::access(config_.iceoryx.roudi_config.c_str(), R_OK) != 0) {
       return fail(Errc::kNotFound, config_.source + ": [iceoryx] roudi_config: cannot read " +
@@ -180,7 +179,8 @@ class Orchestrator {
       f.service = c.name;
       f.pid = c.pid;
       f.state = c.state;
-      f.uptime_s = c.pid > 0 ? std::chrono::duration<double>(Clock::now() - c.started_at).count() : 0;
+      f.uptime_s =
+          c.pid > 0 ? std::chrono::duration<double>(Clock::now() - c.started_at).count() : 0;
       f.metrics_url = c.metrics_url;
       f.restarts = c.restarts;
       f.summary_json = nlohmann::json{{"last_exit", c.last_exit}}.dump();
@@ -337,7 +337,8 @@ class Orchestrator {
       log_->info("stopped iox-roudi (pid {})", roudi_pid_);
       roudi_pid_ = 0;
     }
-    for (const auto& ep : {paths_.up_endpoint(), paths_.bus_in_endpoint(), paths_.bus_out_endpoint()}) {
+    for (const auto& ep :
+         {paths_.up_endpoint(), paths_.bus_in_endpoint(), paths_.bus_out_endpoint()}) {
       ::unlink(shared::ipc_path(ep).c_str());
     }
     log_->info("instance '{}' down", config_.instance.name);

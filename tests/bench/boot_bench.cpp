@@ -17,12 +17,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "shared/paths.hpp"
 #include "shared/process.hpp"
@@ -62,8 +61,10 @@ int main(int argc, char** argv) {
   int runs = 3;
   std::string json_path;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--runs") && i + 1 < argc) runs = std::max(1, std::atoi(argv[++i]));
-    else if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
+    if (!std::strcmp(argv[i], "--runs") && i + 1 < argc)
+      runs = std::max(1, std::atoi(argv[++i]));
+    else if (!std::strcmp(argv[i], "--json") && i + 1 < argc)
+      json_path = argv[++i];
     else {
       std::fprintf(stderr, "usage: %s [--runs N] [--json FILE]\n", argv[0]);
       return 2;
@@ -122,7 +123,8 @@ int main(int argc, char** argv) {
     auto down = shared::spawn({bin + "/glassbox", "down", "--state-dir", state},
                               {.new_session = false, .output_path = dir + "/down.log"});
     if (down) (void)shared::reap_for(*down, std::chrono::seconds(60));
-    if (!shared::reap_for(*up, std::chrono::seconds(30))) shared::terminate_group(*up, std::chrono::seconds(2));
+    if (!shared::reap_for(*up, std::chrono::seconds(30)))
+      shared::terminate_group(*up, std::chrono::seconds(2));
     if (g < 0) {
       std::fprintf(stderr, "glassbox up never reached the marker (see %s/up.log)\n", dir.c_str());
       return 1;
@@ -133,9 +135,10 @@ int main(int argc, char** argv) {
   }
   const double mb = median(bare_s), mg = median(glassbox_s);
   const double ratio = mg / mb;
-  std::printf("boot-to-ready (median of %d): bare qemu %.3f s, glassbox up %.3f s, ratio %.3f "
-              "(budget <= 1.05: %s)\n",
-              runs, mb, mg, ratio, ratio <= 1.05 ? "met" : "MISSED");
+  std::printf(
+      "boot-to-ready (median of %d): bare qemu %.3f s, glassbox up %.3f s, ratio %.3f "
+      "(budget <= 1.05: %s)\n",
+      runs, mb, mg, ratio, ratio <= 1.05 ? "met" : "MISSED");
   if (!json_path.empty()) {
     nlohmann::json j = {{"runs", runs},
                         {"bare_qemu_s", bare_s},

@@ -27,8 +27,8 @@ class FoundationTest : public ::testing::Test {
     instance_ = new Instance();
     ASSERT_TRUE(instance_->start({"--report", report_path()}));
     ASSERT_TRUE(instance_->wait_ready(180s))
-        << "guest never became ready; up log:\n" << read_file(instance_->up_log())
-        << "\nsupervisor log:\n"
+        << "guest never became ready; up log:\n"
+        << read_file(instance_->up_log()) << "\nsupervisor log:\n"
         << read_file(instance_->state_dir() + "/logs/vm-supervisor.log");
   }
   static void TearDownTestSuite() {
@@ -187,9 +187,8 @@ TEST_F(FoundationTest, BadCommandsGetClearErrors) {
 }
 
 TEST_F(FoundationTest, SecondUpOnTheSameStateDirIsRefused) {
-  auto r = run_glassbox({"up", "--state-dir", instance_->state_dir(), "--config",
-                         instance_->config_path()},
-                        30s);
+  auto r = run_glassbox(
+      {"up", "--state-dir", instance_->state_dir(), "--config", instance_->config_path()}, 30s);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("another glassbox instance"), std::string::npos) << r.output;
   EXPECT_EQ(instance_->status()["vm"]["ready"], true);
@@ -311,17 +310,17 @@ TEST(FoundationLifecycleTest, UpKilledTakesItsServicesAndVmWithIt) {
 // user's own disk image, booted by SeaBIOS from virtio-blk through [vm] disk.
 std::string serial_hello_boot_sector() {
   const unsigned char code[] = {
-      0x31, 0xC0,              // xor ax, ax
-      0x8E, 0xD8,              // mov ds, ax
-      0xBE, 0x15, 0x7C,        // mov si, 0x7c15 (msg)
-      0xBA, 0xF8, 0x03,        // mov dx, 0x3f8 (COM1)
-      0xAC,                    // loop: lodsb
-      0x84, 0xC0,              // test al, al
-      0x74, 0x03,              // jz done
-      0xEE,                    // out dx, al
-      0xEB, 0xF8,              // jmp loop
-      0xF4,                    // done: hlt
-      0xEB, 0xFD,              // jmp done
+      0x31, 0xC0,        // xor ax, ax
+      0x8E, 0xD8,        // mov ds, ax
+      0xBE, 0x15, 0x7C,  // mov si, 0x7c15 (msg)
+      0xBA, 0xF8, 0x03,  // mov dx, 0x3f8 (COM1)
+      0xAC,              // loop: lodsb
+      0x84, 0xC0,        // test al, al
+      0x74, 0x03,        // jz done
+      0xEE,              // out dx, al
+      0xEB, 0xF8,        // jmp loop
+      0xF4,              // done: hlt
+      0xEB, 0xFD,        // jmp done
   };
   std::string s(reinterpret_cast<const char*>(code), sizeof code);
   s += "GLASSBOX-DISK-READY\r\n";

@@ -28,8 +28,8 @@ std::string read_file(const std::string& path) {
 
 CommandResult run_glassbox(const std::vector<std::string>& args, std::chrono::seconds timeout) {
   static std::atomic<int> seq{0};
-  const std::string out = "/tmp/gb-itest-cli-" + std::to_string(::getpid()) + "-" +
-                          std::to_string(seq++) + ".out";
+  const std::string out =
+      "/tmp/gb-itest-cli-" + std::to_string(::getpid()) + "-" + std::to_string(seq++) + ".out";
   std::vector<std::string> argv = {bin_dir() + "/glassbox"};
   argv.insert(argv.end(), args.begin(), args.end());
   CommandResult r;
@@ -101,7 +101,8 @@ Instance::Instance(const std::string& extra_vm_toml) {
   config_path_ = state_dir_ + "/glassbox.toml";
   std::ofstream cfg(config_path_);
   cfg << "[instance]\nname = \"" << name_ << "\"\n[vm]\naccel = \"tcg\"\n"
-      << "restart_backoff_ms = 200\n" << extra_vm_toml << "\n"
+      << "restart_backoff_ms = 200\n"
+      << extra_vm_toml << "\n"
       << "[up]\nrestart_backoff_ms = 200\n";
 }
 
@@ -120,8 +121,8 @@ Instance::~Instance() {
 }
 
 bool Instance::start(const std::vector<std::string>& extra_up_args) {
-  std::vector<std::string> argv = {bin_dir() + "/glassbox", "up", "--state-dir", state_dir_,
-                                   "--config", config_path_};
+  std::vector<std::string> argv = {
+      bin_dir() + "/glassbox", "up", "--state-dir", state_dir_, "--config", config_path_};
   argv.insert(argv.end(), extra_up_args.begin(), extra_up_args.end());
   auto pid = shared::spawn(argv, {.new_session = true, .output_path = up_log()});
   if (!pid) return false;

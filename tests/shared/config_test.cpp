@@ -80,10 +80,10 @@ TEST(ConfigTest, RejectsUnknownSection) {
 }
 
 TEST(ConfigTest, RejectsValuesOfWrongTypeOrRange) {
-  for (const char* text : {"[vm]\nmemory_mib = 8\n", "[vm]\nmemory_mib = \"256\"\n",
-                           "[vm]\naccel = \"hvf\"\n", "[vm]\nrestart = 1\n",
-                           "[instance]\nname = \"a b\"\n", "[screen]\nmax_fps = 0\n",
-                           "[up]\nservices = [\"nope\"]\n", "[vm]\ninitrd = \"/i\"\n"}) {
+  for (const char* text :
+       {"[vm]\nmemory_mib = 8\n", "[vm]\nmemory_mib = \"256\"\n", "[vm]\naccel = \"hvf\"\n",
+        "[vm]\nrestart = 1\n", "[instance]\nname = \"a b\"\n", "[screen]\nmax_fps = 0\n",
+        "[up]\nservices = [\"nope\"]\n", "[vm]\ninitrd = \"/i\"\n"}) {
     auto c = parse_config(text, "x.toml");
     EXPECT_FALSE(c) << text;
     if (!c) EXPECT_NE(c.error().message.find("x.toml: ["), std::string::npos) << c.error().message;

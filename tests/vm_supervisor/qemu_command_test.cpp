@@ -22,7 +22,8 @@ TEST(QemuCommandTest, SharesGuestRamAndPutsSocketsInStateDir) {
   auto argv = build_qemu_argv(*c, shared::Accel::kTcg, qemu_paths_for(*c, paths));
   const std::string s = joined(argv);
   EXPECT_EQ(argv[0], "qemu-system-x86_64");
-  EXPECT_NE(s.find("memory-backend-file,id=glassbox-ram,size=256M,mem-path=/dev/shm/glassbox-t1.ram,share=on"),
+  EXPECT_NE(s.find("memory-backend-file,id=glassbox-ram,size=256M,mem-path=/dev/shm/"
+                   "glassbox-t1.ram,share=on"),
             std::string::npos);
   EXPECT_NE(s.find("-machine pc,memory-backend=glassbox-ram"), std::string::npos);
   EXPECT_NE(s.find("-m 256M"), std::string::npos);
@@ -38,7 +39,8 @@ TEST(QemuCommandTest, SharesGuestRamAndPutsSocketsInStateDir) {
 TEST(QemuCommandTest, KvmUsesHostCpuAndDiskAndCdromBoot) {
   auto c = shared::parse_config("[vm]\ndisk = \"/d.qcow2\"\ncdrom = \"/x.iso\"\n", "t.toml");
   ASSERT_TRUE(c);
-  auto argv = build_qemu_argv(*c, shared::Accel::kKvm, qemu_paths_for(*c, shared::StatePaths("/s")));
+  auto argv =
+      build_qemu_argv(*c, shared::Accel::kKvm, qemu_paths_for(*c, shared::StatePaths("/s")));
   const std::string s = joined(argv);
   EXPECT_NE(s.find("-accel kvm"), std::string::npos);
   EXPECT_NE(s.find("-cpu host"), std::string::npos);

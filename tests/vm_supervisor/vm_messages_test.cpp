@@ -2,9 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <random>
-
 #include <nlohmann/json.hpp>
+#include <random>
 
 namespace glassbox::vm_supervisor {
 namespace {
@@ -18,8 +17,8 @@ shared::Bytes finish(flatbuffers::FlatBufferBuilder& fbb) {
 TEST(VmMessagesTest, AcceptsWellFormedRequest) {
   flatbuffers::FlatBufferBuilder fbb;
   auto body = fb::vm::CreateTypeText(fbb, fbb.CreateString("ls"));
-  fb::vm::FinishVmRequestBuffer(fbb,
-                                fb::vm::CreateVmRequest(fbb, fb::vm::Command::TypeText, body.Union()));
+  fb::vm::FinishVmRequestBuffer(
+      fbb, fb::vm::CreateVmRequest(fbb, fb::vm::Command::TypeText, body.Union()));
   auto bytes = finish(fbb);
   auto req = verify_vm_request(bytes);
   ASSERT_TRUE(req) << req.error().message;

@@ -13,16 +13,16 @@
 #include <stdio.h>
 #include <unistd.h>
 
-int main(int argc, char **argv) {
-    if (argc < 2) {
-        fprintf(stderr, "usage: sigdfl PROG [ARGS...]\n");
-        return 2;
-    }
-    for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL); /* errors: KILL, STOP, ... */
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execvp(argv[1], argv + 1);
-    perror("sigdfl: exec");
-    return 127;
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: sigdfl PROG [ARGS...]\n");
+    return 2;
+  }
+  for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL); /* errors: KILL, STOP, ... */
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  execvp(argv[1], argv + 1);
+  perror("sigdfl: exec");
+  return 127;
 }

@@ -22,39 +22,40 @@
 static volatile uint64_t g_sink;
 
 static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-int main(int argc, char **argv) {
-    long busy = argc > 1 ? strtol(argv[1], NULL, 10) : 100;
-    if (busy < 1) busy = 1;
-    if (busy > 100) busy = 100;
+int main(int argc, char** argv) {
+  long busy = argc > 1 ? strtol(argv[1], NULL, 10) : 100;
+  if (busy < 1) busy = 1;
+  if (busy > 100) busy = 100;
 
-    prctl(PR_SET_NAME, "gb-cpuburn", 0, 0, 0);
-    if (nice(10) == -1) { /* not fatal: keep the default priority */ }
+  prctl(PR_SET_NAME, "gb-cpuburn", 0, 0, 0);
+  if (nice(10) == -1) { /* not fatal: keep the default priority */
+  }
 
-    const uint64_t period_ns = 100ull * 1000000ull;
-    const uint64_t busy_ns = period_ns / 100u * (uint64_t)busy;
-    uint64_t h = 1469598103934665603ull; /* FNV offset basis */
-    uint64_t i = 0;
+  const uint64_t period_ns = 100ull * 1000000ull;
+  const uint64_t busy_ns = period_ns / 100u * (uint64_t)busy;
+  uint64_t h = 1469598103934665603ull; /* FNV offset basis */
+  uint64_t i = 0;
 
-    for (;;) {
-        const uint64_t start = now_ns();
-        do {
-            /* A chunk of pure computation between clock reads. */
-            for (int k = 0; k < 200000; ++k) {
-                h ^= (i++ & 0xffu);
-                h *= 1099511628211ull; /* FNV prime */
-            }
-            g_sink = h;
-        } while (now_ns() - start < busy_ns);
+  for (;;) {
+    const uint64_t start = now_ns();
+    do {
+      /* A chunk of pure computation between clock reads. */
+      for (int k = 0; k < 200000; ++k) {
+        h ^= (i++ & 0xffu);
+        h *= 1099511628211ull; /* FNV prime */
+      }
+      g_sink = h;
+    } while (now_ns() - start < busy_ns);
 
-        if (busy < 100) {
-            const uint64_t idle = period_ns - busy_ns;
-            struct timespec ts = {(time_t)(idle / 1000000000ull), (long)(idle % 1000000000ull)};
-            nanosleep(&ts, NULL);
-        }
+    if (busy < 100) {
+      const uint64_t idle = period_ns - busy_ns;
+      struct timespec ts = {(time_t)(idle / 1000000000ull), (long)(idle % 1000000000ull)};
+      nanosleep(&ts, NULL);
     }
+  }
 }

@@ -27,58 +27,59 @@
 #define PAGE 4096u
 #define TICKS_PER_S 20u
 
-static long arg_or(int argc, char **argv, int idx, long def, long lo, long hi) {
-    long v = argc > idx ? strtol(argv[idx], NULL, 10) : def;
-    if (v < lo) v = lo;
-    if (v > hi) v = hi;
-    return v;
+static long arg_or(int argc, char** argv, int idx, long def, long lo, long hi) {
+  long v = argc > idx ? strtol(argv[idx], NULL, 10) : def;
+  if (v < lo) v = lo;
+  if (v > hi) v = hi;
+  return v;
 }
 
-static void write_page(unsigned char *page, size_t index, uint64_t seq) {
-    char header[64];
-    int n = snprintf(header, sizeof header, "GB-MEMWRITER page=%zu seq=%llu\n", index,
-                     (unsigned long long)seq);
-    memset(page, (int)(0x20 + (seq % 0x5f)), PAGE);
-    memcpy(page, header, (size_t)n);
+static void write_page(unsigned char* page, size_t index, uint64_t seq) {
+  char header[64];
+  int n = snprintf(header, sizeof header, "GB-MEMWRITER page=%zu seq=%llu\n", index,
+                   (unsigned long long)seq);
+  memset(page, (int)(0x20 + (seq % 0x5f)), PAGE);
+  memcpy(page, header, (size_t)n);
 }
 
-int main(int argc, char **argv) {
-    const size_t size_mib = (size_t)arg_or(argc, argv, 1, 16, 1, 256);
-    const size_t rate_kib = (size_t)arg_or(argc, argv, 2, 4096, 4, 65536);
+int main(int argc, char** argv) {
+  const size_t size_mib = (size_t)arg_or(argc, argv, 1, 16, 1, 256);
+  const size_t rate_kib = (size_t)arg_or(argc, argv, 2, 4096, 4, 65536);
 
-    prctl(PR_SET_NAME, "gb-memwriter", 0, 0, 0);
+  prctl(PR_SET_NAME, "gb-memwriter", 0, 0, 0);
 
-    const size_t npages = size_mib * 1024u * 1024u / PAGE;
-    unsigned char *buf =
-        mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (buf == MAP_FAILED) {
-        perror("gb-memwriter: mmap");
-        return 1;
+  const size_t npages = size_mib * 1024u * 1024u / PAGE;
+  unsigned char* buf =
+      mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (buf == MAP_FAILED) {
+    perror("gb-memwriter: mmap");
+    return 1;
+  }
+
+  uint64_t seq = 0;
+  for (size_t p = 0; p < npages; ++p) write_page(buf + p * PAGE, p, seq++);
+
+  size_t per_tick = rate_kib / 4u / TICKS_PER_S; /* pages per tick */
+  if (per_tick == 0) per_tick = 1;
+  size_t cursor = 0;
+
+  struct timespec next;
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  for (;;) {
+    for (size_t k = 0; k < per_tick; ++k) {
+      write_page(buf + cursor * PAGE, cursor, seq++);
+      cursor = (cursor + 1) % npages;
     }
-
-    uint64_t seq = 0;
-    for (size_t p = 0; p < npages; ++p) write_page(buf + p * PAGE, p, seq++);
-
-    size_t per_tick = rate_kib / 4u / TICKS_PER_S; /* pages per tick */
-    if (per_tick == 0) per_tick = 1;
-    size_t cursor = 0;
-
-    struct timespec next;
-    clock_gettime(CLOCK_MONOTONIC, &next);
-    for (;;) {
-        for (size_t k = 0; k < per_tick; ++k) {
-            write_page(buf + cursor * PAGE, cursor, seq++);
-            cursor = (cursor + 1) % npages;
-        }
-        next.tv_nsec += 1000000000L / TICKS_PER_S;
-        if (next.tv_nsec >= 1000000000L) {
-            next.tv_nsec -= 1000000000L;
-            next.tv_sec += 1;
-        }
-        /* Absolute deadlines keep the rate steady; if we fell far behind, resync. */
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec > next.tv_sec + 1) next = now;
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) != 0) {}
+    next.tv_nsec += 1000000000L / TICKS_PER_S;
+    if (next.tv_nsec >= 1000000000L) {
+      next.tv_nsec -= 1000000000L;
+      next.tv_sec += 1;
     }
+    /* Absolute deadlines keep the rate steady; if we fell far behind, resync. */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec > next.tv_sec + 1) next = now;
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) != 0) {
+    }
+  }
 }

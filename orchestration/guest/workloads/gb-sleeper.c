@@ -16,16 +16,17 @@
 
 static volatile uint64_t g_wakeups;
 
-int main(int argc, char **argv) {
-    long interval = argc > 1 ? strtol(argv[1], NULL, 10) : 5;
-    if (interval < 1) interval = 1;
-    if (interval > 3600) interval = 3600;
+int main(int argc, char** argv) {
+  long interval = argc > 1 ? strtol(argv[1], NULL, 10) : 5;
+  if (interval < 1) interval = 1;
+  if (interval > 3600) interval = 3600;
 
-    prctl(PR_SET_NAME, "gb-sleeper", 0, 0, 0);
+  prctl(PR_SET_NAME, "gb-sleeper", 0, 0, 0);
 
-    for (;;) {
-        struct timespec ts = {(time_t)interval, 0};
-        while (nanosleep(&ts, &ts) != 0) { /* resume after a signal */ }
-        g_wakeups = g_wakeups + 1;
+  for (;;) {
+    struct timespec ts = {(time_t)interval, 0};
+    while (nanosleep(&ts, &ts) != 0) { /* resume after a signal */
     }
+    g_wakeups = g_wakeups + 1;
+  }
 }
