@@ -99,7 +99,8 @@ struct Config {
 std::string reference_guest_dir();
 
 // The reference guest's kernel command line (KASLR on). Console on ttyS0 for the marker.
+// memmap reserves 2 MiB at 0x7000000 where the guest writes a known pattern (gb.phys).
 inline constexpr std::string_view kReferenceAppend =
-    "console=tty0 console=ttyS0,115200 quiet panic=-1";
+    "console=tty0 console=ttyS0,115200 quiet panic=-1 memmap=2M$0x7000000 gb.phys=0x7000000";
 
 }  // namespace glassbox::shared
