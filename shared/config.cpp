@@ -94,7 +94,7 @@ class Section {
 };
 
 Result<void> read_sections(const toml::table& root, std::string_view src, Config& c) {
-  static const std::set<std::string> kSections = {"instance", "vm", "screen",
+  static const std::set<std::string> kSections = {"instance", "vm", "screen", "snapshot",
                                                   "metrics",  "up", "iceoryx"};
   for (const auto& [k, v] : root) {
     if (!kSections.contains(std::string(k.str()))) {
@@ -154,6 +154,17 @@ Result<void> read_sections(const toml::table& root, std::string_view src, Config
   GB_TRY(screen.get("max_fps", c.screen.max_fps, 1, 240));
   GB_TRY(screen.reject_unknown());
 
+  Section snap(table("snapshot"), "snapshot", src);
+  GB_TRY(snap.get("hz", c.snapshot.hz, 1, 240));
+  GB_TRY(snap.get("keyframe_every", c.snapshot.keyframe_every, 1, 1000000));
+  GB_TRY(snap.get("method", c.snapshot.method));
+  GB_TRY(snap.get("hash_threads", c.snapshot.hash_threads, 1, 16));
+  GB_TRY(snap.reject_unknown());
+  if (c.snapshot.method != "auto" && c.snapshot.method != "xxh3" &&
+      c.snapshot.method != "soft-dirty") {
+    return snap.bad("method", "expected auto, xxh3 or soft-dirty, got '" + c.snapshot.method + "'");
+  }
+
   Section metrics(table("metrics"), "metrics", src);
   GB_TRY(metrics.get("host", c.metrics.host));
   GB_TRY(metrics.get("base_port", c.metrics.base_port, 0, 65000));
@@ -164,7 +175,7 @@ Result<void> read_sections(const toml::table& root, std::string_view src, Config
   GB_TRY(up.get("restart_backoff_ms", c.up.restart_backoff_ms, 0, 600000));
   GB_TRY(up.get("restart_backoff_max_ms", c.up.restart_backoff_max_ms, 0, 3600000));
   GB_TRY(up.reject_unknown());
-  static const std::set<std::string> kServices = {"vm-supervisor"};
+  static const std::set<std::string> kServices = {"vm-supervisor", "ram-snapshotter"};
   for (const auto& s : c.up.services) {
     if (!kServices.contains(s)) return up.bad("services", "unknown service '" + s + "'");
   }

@@ -8,6 +8,7 @@
 //              machine, ready_marker, restart, restart_backoff_ms, restart_backoff_max_ms,
 //              kvm_probe_timeout_ms, qemu, extra_args
 //   [screen]   max_fps
+//   [snapshot] hz, keyframe_every, method (auto|xxh3|soft-dirty), hash_threads
 //   [metrics]  host, base_port
 //   [up]       services, restart_backoff_ms, restart_backoff_max_ms
 //   [iceoryx]  roudi, roudi_config
@@ -54,13 +55,21 @@ struct ScreenConfig {
   uint32_t max_fps = 60;  // frames published per second at most, 1..240
 };
 
+struct SnapshotConfig {
+  uint32_t hz = 30;               // snapshot cycles per second, 1..240
+  uint32_t keyframe_every = 300;  // deltas between periodic keyframes, 1..1000000
+  std::string method = "auto";    // auto | xxh3 | soft-dirty
+  uint32_t hash_threads = 1;      // xxh3 worker threads, 1..16
+};
+
 struct MetricsConfig {
   std::string host = "127.0.0.1";
   uint32_t base_port = 0;  // 0: each service picks a free port; else base_port + service index
+                           // (vm-supervisor 1, ram-snapshotter 2)
 };
 
 struct UpConfig {
-  std::vector<std::string> services = {"vm-supervisor"};
+  std::vector<std::string> services = {"vm-supervisor", "ram-snapshotter"};
   uint32_t restart_backoff_ms = 500;
   uint32_t restart_backoff_max_ms = 10000;
 };
@@ -75,6 +84,7 @@ struct Config {
   InstanceConfig instance;
   VmConfig vm;
   ScreenConfig screen;
+  SnapshotConfig snapshot;
   MetricsConfig metrics;
   UpConfig up;
   IceoryxConfig iceoryx;

@@ -4,6 +4,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -114,10 +115,11 @@ ChunkSubscriber::~ChunkSubscriber() = default;
 
 Result<std::unique_ptr<ChunkSubscriber>> ChunkSubscriber::create(const std::string& instance,
                                                                  const std::string& topic,
-                                                                 uint64_t history_request) {
+                                                                 uint64_t history_request,
+                                                                 uint64_t queue_capacity) {
   iox::popo::SubscriberOptions o;
   o.historyRequest = std::min<uint64_t>(history_request, 16);
-  o.queueCapacity = 16;
+  o.queueCapacity = std::clamp<uint64_t>(queue_capacity, 1, 256);
   auto impl = std::make_unique<Impl>(service_description(instance, topic), o);
   return std::unique_ptr<ChunkSubscriber>(new ChunkSubscriber(std::move(impl)));
 }

@@ -29,7 +29,7 @@ bool roudi_available();
 [[nodiscard]] Result<void> init_runtime(const std::string& instance, const std::string& service);
 
 // Largest chunk a publisher may loan, from orchestration/roudi.toml's biggest mempool.
-inline constexpr uint64_t kMaxChunkBytes = 64ull << 20;
+inline constexpr uint64_t kMaxChunkBytes = 16ull << 20;
 
 class ChunkPublisher {
  public:
@@ -68,10 +68,12 @@ class TakenChunk {
 
 class ChunkSubscriber {
  public:
-  // `history_request`: how many past chunks to receive on connect (0..16).
+  // `history_request`: how many past chunks to receive on connect (0..16); `queue_capacity`:
+  // chunks queued before iceoryx drops the oldest (1..256).
   static Result<std::unique_ptr<ChunkSubscriber>> create(const std::string& instance,
                                                          const std::string& topic,
-                                                         uint64_t history_request);
+                                                         uint64_t history_request,
+                                                         uint64_t queue_capacity = 16);
   ~ChunkSubscriber();
   // Takes the next chunk if one is queued (non-blocking). A chunk whose prefix does not
   // parse is released and reported as kProtocol.

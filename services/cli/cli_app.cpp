@@ -59,6 +59,25 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
   add_state(shot);
   shot->add_option("FILE", inv.png_path, "output .png")->required();
 
+  auto* ram = app.add_subcommand("ram", "guest RAM as the ram-snapshotter streams it");
+  add_state(ram);
+  ram->require_subcommand(1);
+  auto* peek =
+      ram->add_subcommand("peek", "hex bytes at a guest-physical address, from a live mirror");
+  add_state(peek);
+  std::string gpa_text, len_text;
+  peek->add_option("GPA", gpa_text, "guest-physical address (0x... or decimal)")->required();
+  peek->add_option("LEN", len_text, "bytes (at most 1 MiB)")->required();
+  auto* dump = ram->add_subcommand("dump", "write guest RAM to a file (raw image or LiME)");
+  add_state(dump);
+  dump->add_option("FILE", inv.dump_path, "output file")->required();
+  dump->add_option("--format", inv.dump_format, "raw: flat gpa image; lime: LiME ranges")
+      ->check(CLI::IsMember({"raw", "lime"}));
+  dump->add_flag("--consistent", inv.consistent, "stop the vCPUs while the keyframe is copied");
+  auto* stats = ram->add_subcommand("stats", "ram-snapshotter figures");
+  add_state(stats);
+  stats->add_flag("--json", inv.json, "JSON output");
+
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
     app.parse(rev);
@@ -78,8 +97,33 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
     if (sub == vm) {
       for (auto* action : vm->get_subcommands()) inv.vm_action = action->get_name();
     }
+    if (sub == ram) {
+      for (auto* action : ram->get_subcommands()) inv.ram_action = action->get_name();
+    }
   }
   if (for_opt->count() > 0) inv.for_s = for_s;
+  if (inv.ram_action == "peek") {
+    auto number = [](const std::string& t, const char* what) -> Result<uint64_t> {
+      try {
+        size_t used = 0;
+        const uint64_t v = std::stoull(t, &used, 0);
+        if (used != t.size()) throw std::invalid_argument(t);
+        return v;
+      } catch (const std::exception&) {
+        return fail(Errc::kInvalidArgument,
+                    std::string(what) + ": '" + t + "' is not a number (0x... or decimal)");
+      }
+    };
+    auto g = number(gpa_text, "GPA");
+    if (!g) return tl::unexpected(g.error());
+    auto l = number(len_text, "LEN");
+    if (!l) return tl::unexpected(l.error());
+    if (*l == 0 || *l > (1u << 20)) {
+      return fail(Errc::kInvalidArgument, "LEN: expected 1..1048576 bytes, got " + len_text);
+    }
+    inv.gpa = *g;
+    inv.length_bytes = *l;
+  }
   inv.state_dir = state_dir.empty() ? shared::default_state_dir() : state_dir;
   return inv;
 }

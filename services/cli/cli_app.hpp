@@ -7,10 +7,13 @@
 //   glassbox [--state-dir DIR] vm pause|resume|reset|powerdown|kill|start
 //   glassbox [--state-dir DIR] vm key COMBO | vm type TEXT | vm mouse X Y [--click BUTTON]
 //   glassbox [--state-dir DIR] vm screendump FILE.png
+//   glassbox [--state-dir DIR] ram peek GPA LEN | ram dump FILE --format raw|lime [--consistent]
+//   glassbox [--state-dir DIR] ram stats [--json]
 // --state-dir is accepted before or after the subcommand.
 // Thread-safety: parse_cli() is reentrant.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,19 +23,25 @@
 namespace glassbox::cli {
 
 struct Invocation {
-  std::string state_dir;         // resolved: flag, else the default state dir
-  std::string command;           // "up", "down", "status", "console", "vm"
-  std::string vm_action;         // for "vm": pause, resume, ..., key, type, mouse, screendump
-  std::string config_path;       // up --config
-  std::optional<double> for_s;   // up --for
-  std::string report_path;       // up --report
-  bool json = false;             // status --json
-  bool follow = false;           // console --follow
-  std::string key_combo;         // vm key
-  std::string text;              // vm type
-  int mouse_x = 0, mouse_y = 0;  // vm mouse
-  std::string click;             // vm mouse --click
-  std::string png_path;          // vm screendump
+  std::string state_dir;            // resolved: flag, else the default state dir
+  std::string command;              // "up", "down", "status", "console", "vm"
+  std::string vm_action;            // for "vm": pause, resume, ..., key, type, mouse, screendump
+  std::string config_path;          // up --config
+  std::optional<double> for_s;      // up --for
+  std::string report_path;          // up --report
+  bool json = false;                // status --json
+  bool follow = false;              // console --follow
+  std::string key_combo;            // vm key
+  std::string text;                 // vm type
+  int mouse_x = 0, mouse_y = 0;     // vm mouse
+  std::string click;                // vm mouse --click
+  std::string png_path;             // vm screendump
+  std::string ram_action;           // for "ram": peek, dump, stats
+  uint64_t gpa = 0;                 // ram peek
+  uint64_t length_bytes = 0;        // ram peek
+  std::string dump_path;            // ram dump
+  std::string dump_format = "raw";  // ram dump --format raw|lime
+  bool consistent = false;          // ram dump --consistent
 };
 
 // Parses argv (without argv[0]). `help_text` receives CLI11's help/usage when the user asked

@@ -1,6 +1,7 @@
 #include "services/cli/client.hpp"
 
 #include "orchestrator_generated.h"
+#include "ram_generated.h"
 #include "shared/bus.hpp"
 
 namespace glassbox::cli {
@@ -76,8 +77,32 @@ Result<nlohmann::json> vm_request(const shared::StatePaths& paths,
   return vm_status_json((*reply)->status());
 }
 
+// ram-snapshotter: RamRequest GetStatus -> RamReply.service (summary {"ram": {...}}).
+static Result<ServiceQuery> query_ram_snapshotter(const shared::StatePaths& paths,
+                                                  milliseconds timeout) {
+  flatbuffers::FlatBufferBuilder fbb(128);
+  auto get = fb::common::CreateGetStatus(fbb);
+  fb::ram::FinishRamRequestBuffer(
+      fbb, fb::ram::CreateRamRequest(fbb, fb::ram::Command::common_GetStatus, get.Union()));
+  auto bytes = shared::request(paths.service_endpoint("ram-snapshotter"),
+                               {fbb.GetBufferPointer(), fbb.GetSize()}, timeout);
+  if (!bytes) return tl::unexpected(bytes.error());
+  auto reply = verify_reply<fb::ram::RamReply>(*bytes, "ram-snapshotter");
+  if (!reply) return tl::unexpected(reply.error());
+  if ((*reply)->error() != nullptr) return tl::unexpected(reply_error(*(*reply)->error()));
+  if ((*reply)->service() == nullptr) {
+    return fail(Errc::kProtocol, "ram-snapshotter status reply has no service status");
+  }
+  ServiceQuery q;
+  q.service = shared::read_service_status(*(*reply)->service());
+  auto summary = nlohmann::json::parse(q.service.summary_json, nullptr, false);
+  q.summary = summary.is_object() ? summary : nlohmann::json::object();
+  return q;
+}
+
 Result<ServiceQuery> query_service_status(const shared::StatePaths& paths, const std::string& name,
                                           milliseconds timeout) {
+  if (name == "ram-snapshotter") return query_ram_snapshotter(paths, timeout);
   if (name != "vm-supervisor") {
     return fail(Errc::kUnsupported, "no status client for service '" + name + "'");
   }

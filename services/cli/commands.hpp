@@ -11,5 +11,6 @@ int cmd_status(const Invocation& inv);
 int cmd_down(const Invocation& inv);
 int cmd_console(const Invocation& inv);
 int cmd_vm(const Invocation& inv);
+int cmd_ram(const Invocation& inv);
 
 }  // namespace glassbox::cli

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
     if (inv->command == "status") return cmd_status(*inv);
     if (inv->command == "console") return cmd_console(*inv);
     if (inv->command == "vm") return cmd_vm(*inv);
+    if (inv->command == "ram") return cmd_ram(*inv);
   } catch (const std::exception& e) {
     std::cerr << "glassbox: internal error: " << e.what() << "\n";
     return 1;

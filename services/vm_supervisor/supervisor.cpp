@@ -30,6 +30,7 @@
 #include "shared/metrics.hpp"
 #include "shared/png.hpp"
 #include "shared/process.hpp"
+#include "shared/ram_layout.hpp"
 
 namespace glassbox::vm_supervisor {
 namespace {
@@ -104,6 +105,9 @@ struct Supervisor::Impl {
   bool restart_pending = false;
   Clock::time_point restart_at{};
   uint32_t backoff_ms = 0;
+
+  // gpa <-> RAM-file map of the current boot, from `info mtree -f`.
+  std::vector<VmStatusFields::Range> ram_layout;
 
   // Serial console tail.
   int serial_fd = -1;
@@ -283,6 +287,7 @@ struct Supervisor::Impl {
     s.qmp_socket = qpaths.qmp_socket;
     s.vnc_socket = qpaths.vnc_socket;
     s.serial_log = qpaths.serial_log;
+    s.ram_layout = ram_layout;
     s.service.instance = config.instance.name;
     s.service.service = "vm-supervisor";
     s.service.pid = ::getpid();
@@ -305,6 +310,22 @@ struct Supervisor::Impl {
     publish_event("health", fbb);
   }
 
+  // Reads the guest-physical RAM map from QEMU (`info mtree -f`): which gpa ranges are
+  // backed by our RAM file, and at which file offsets.
+  Result<void> refresh_ram_layout() {
+    GB_TRY(need_qmp());
+    auto text = qmp->human_monitor_command("info mtree -f");
+    if (!text) return tl::unexpected(text.error());
+    auto layout =
+        shared::RamLayout::parse_mtree(*text, "glassbox-ram", uint64_t{config.vm.memory_mib} << 20);
+    if (!layout) return tl::unexpected(layout.error());
+    ram_layout.clear();
+    for (const auto& r : layout->regions()) {
+      ram_layout.push_back({r.gpa.value, r.size_bytes, r.file_offset});
+    }
+    return {};
+  }
+
   // ---- QEMU lifecycle ----
   void kill_stale_qemu() {
     auto pid = shared::read_pid_file(paths.qemu_pid_file());
@@ -322,6 +343,9 @@ struct Supervisor::Impl {
     kill_stale_qemu();
     ::unlink(qpaths.qmp_socket.c_str());
     ::unlink(qpaths.vnc_socket.c_str());
+    // A fresh RAM file per boot: readers that mapped the old one see a new inode (a new
+    // epoch) instead of a file QEMU silently reuses.
+    ::unlink(qpaths.ram_file.c_str());
     ::rename(qpaths.serial_log.c_str(), (paths.vm_dir() + "/serial.prev.log").c_str());
     close_serial();
     const auto argv = build_qemu_argv(config, accel.accel, qpaths);
@@ -356,6 +380,7 @@ struct Supervisor::Impl {
     if (auto st = qmp->execute("query-status"); st && st->contains("status")) {
       if ((*st)["status"] == "paused") state = fb::vm::VmState::Paused;
     }
+    if (auto r = refresh_ram_layout(); !r) log->warn("RAM layout: {}", r.error().message);
     return {};
   }
 
@@ -366,6 +391,7 @@ struct Supervisor::Impl {
     qmp.reset();
     const bool lived_long = Clock::now() - boot_started > kStableBoot;
     qemu_pid = 0;
+    ram_layout.clear();
     m_running->Set(0);
     ::unlink(paths.qemu_pid_file().c_str());
     state = fb::vm::VmState::Stopped;
@@ -631,6 +657,8 @@ struct Supervisor::Impl {
         if (!r) return tl::unexpected(r.error());
         return {};
       }
+      case C::GetRamLayout:
+        return refresh_ram_layout();
       case C::input_InputBatch: {
         const auto* b = req.command_as_input_InputBatch();
         auto events = input_batch_to_qmp(*b, [this](int& w, int& h) { return screen_size(w, h); });

@@ -34,12 +34,17 @@ shared::Bytes build_vm_reply(const std::optional<Error>& error, const VmStatusFi
     err = fb::common::CreateError(fbb, static_cast<int>(error->code),
                                   fbb.CreateString(error->message));
   }
+  std::vector<flatbuffers::Offset<fb::vm::RamRange>> ranges;
+  for (const auto& r : s.ram_layout) {
+    ranges.push_back(fb::vm::CreateRamRange(fbb, r.gpa, r.size_bytes, r.file_offset));
+  }
+  auto layout = fbb.CreateVector(ranges);
   auto status = fb::vm::CreateVmStatus(
       fbb, s.state, s.ready, s.accel, fbb.CreateString(s.accel_reason), s.qemu_pid,
       s.boot_to_ready_s, s.boots, s.vm_restarts, s.screen_width, s.screen_height,
       s.frames_published, s.serial_lines, fbb.CreateString(s.ram_path), s.ram_size_bytes,
       fbb.CreateString(s.qmp_socket), fbb.CreateString(s.vnc_socket),
-      fbb.CreateString(s.serial_log));
+      fbb.CreateString(s.serial_log), layout);
   flatbuffers::Offset<fb::health::ServiceStatus> svc;
   if (with_service) svc = shared::build_service_status(fbb, s.service);
   auto reply = fb::vm::CreateVmReply(fbb, err, status, svc);

@@ -34,6 +34,10 @@ struct VmStatusFields {
   std::string qmp_socket;
   std::string vnc_socket;
   std::string serial_log;
+  struct Range {
+    uint64_t gpa, size_bytes, file_offset;
+  };
+  std::vector<Range> ram_layout;  // gpa <-> RAM-file map of the current boot; empty if unknown
   shared::ServiceStatusFields service;
 };
 
