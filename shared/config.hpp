@@ -56,10 +56,10 @@ struct ScreenConfig {
 };
 
 struct SnapshotConfig {
-  uint32_t hz = 30;               // snapshot cycles per second, 1..240
+  uint32_t hz = 30;                // snapshot cycles per second, 1..240
   uint32_t keyframe_every = 1800;  // deltas between periodic keyframes (1 min at 30 Hz)
-  std::string method = "auto";    // auto | xxh3 | soft-dirty
-  uint32_t hash_threads = 1;      // xxh3 worker threads, 1..16
+  std::string method = "auto";     // auto | xxh3 | soft-dirty
+  uint32_t hash_threads = 1;       // xxh3 worker threads, 1..16
 };
 
 struct MetricsConfig {

@@ -20,8 +20,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <deque>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -157,15 +157,15 @@ int main(int argc, char** argv) {
       latencies_ms.size(), pct(0.5), pct(0.95), pct(0.99),
       latencies_ms.empty() ? -1.0 : latencies_ms.back());
   if (!json_path.empty()) {
-    std::ofstream(json_path) << nlohmann::json{{"pattern_ok", pattern_ok},
-                                               {"samples", latencies_ms.size()},
-                                               {"p50_ms", pct(0.5)},
-                                               {"p95_ms", pct(0.95)},
-                                               {"p99_ms", pct(0.99)},
-                                               {"max_ms",
-                                                latencies_ms.empty() ? -1.0 : latencies_ms.back()}}
-                                    .dump(2)
-                             << "\n";
+    std::ofstream(json_path)
+        << nlohmann::json{{"pattern_ok", pattern_ok},
+                          {"samples", latencies_ms.size()},
+                          {"p50_ms", pct(0.5)},
+                          {"p95_ms", pct(0.95)},
+                          {"p99_ms", pct(0.99)},
+                          {"max_ms", latencies_ms.empty() ? -1.0 : latencies_ms.back()}}
+               .dump(2)
+        << "\n";
   }
   return pattern_ok && !latencies_ms.empty() ? 0 : 1;
 }

@@ -72,7 +72,6 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < len; ++i) p[i] = (uint8_t)argv[2][i];
     return 0;
   }
-  fprintf(stderr,
-          "usage: gb-physwrite ADDR TEXT | --pattern ADDR LEN | --tick ADDR PERIOD_US\n");
+  fprintf(stderr, "usage: gb-physwrite ADDR TEXT | --pattern ADDR LEN | --tick ADDR PERIOD_US\n");
   return 2;
 }
