@@ -81,6 +81,15 @@ int cmd_status(const Invocation& inv) {
       vm.value("boots", 0), vm.value("restarts", 0));
   if (vm.contains("accel_reason"))
     std::cout << "    " << vm["accel_reason"].get<std::string>() << "\n";
+  if (out.contains("ram") && out["ram"].is_object()) {
+    const auto& ram = out["ram"];
+    std::cout << fmt::format("ram: {}  cycle {:.2f} ms  dirty {:.0f} pages/s  subscribers {}{}\n",
+                             ram.value("method", "?"), ram.value("cycle_ms", 0.0),
+                             ram.value("dirty_pages_per_s", 0.0), ram.value("subscribers", 0),
+                             ram.contains("unavailable")
+                                 ? "  (" + ram["unavailable"].get<std::string>() + ")"
+                                 : std::string());
+  }
   std::cout << fmt::format("{:<18} {:>8} {:<11} {:>8}  {}\n", "SERVICE", "PID", "STATE", "RESTARTS",
                            "METRICS");
   for (const auto& s : out["services"]) {
