@@ -78,6 +78,20 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
   add_state(stats);
   stats->add_flag("--json", inv.json, "JSON output");
 
+  for (const char* what : {"ps", "modules", "kernel"}) {
+    const std::string help = std::string(what) == "ps" ? "the guest's processes, from raw RAM"
+                             : std::string(what) == "modules"
+                                 ? "the guest kernel's modules"
+                                 : "the guest kernel: release, KASLR slide, phys_base";
+    auto* c = app.add_subcommand(what, help);
+    add_state(c);
+    c->add_flag("--json", inv.json, "JSON output");
+    c->add_option("--ram", inv.offline_ram, "offline: a raw or LiME dump instead of the live VM")
+        ->check(CLI::ExistingFile);
+    c->add_option("--kernel", inv.kernel_image, "the guest's bzImage (BTF/kallsyms fallback)")
+        ->check(CLI::ExistingFile);
+  }
+
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
     app.parse(rev);

@@ -9,6 +9,7 @@
 //   glassbox [--state-dir DIR] vm screendump FILE.png
 //   glassbox [--state-dir DIR] ram peek GPA LEN | ram dump FILE --format raw|lime [--consistent]
 //   glassbox [--state-dir DIR] ram stats [--json]
+//   glassbox [--state-dir DIR] ps|modules|kernel [--json] [--ram DUMP [--kernel BZIMAGE]]
 // --state-dir is accepted before or after the subcommand.
 // Thread-safety: parse_cli() is reentrant.
 #pragma once
@@ -42,6 +43,8 @@ struct Invocation {
   std::string dump_path;            // ram dump
   std::string dump_format = "raw";  // ram dump --format raw|lime
   bool consistent = false;          // ram dump --consistent
+  std::string offline_ram;          // ps/modules/kernel --ram DUMP (raw or LiME)
+  std::string kernel_image;         // ps/modules/kernel --kernel BZIMAGE
 };
 
 // Parses argv (without argv[0]). `help_text` receives CLI11's help/usage when the user asked

@@ -12,5 +12,6 @@ int cmd_down(const Invocation& inv);
 int cmd_console(const Invocation& inv);
 int cmd_vm(const Invocation& inv);
 int cmd_ram(const Invocation& inv);
+int cmd_introspect(const Invocation& inv);  // ps, modules, kernel
 
 }  // namespace glassbox::cli

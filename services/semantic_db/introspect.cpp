@@ -1,0 +1,214 @@
+#include "services/semantic_db/introspect.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_set>
+
+#include "services/semantic_db/address_space.hpp"
+#include "services/semantic_db/kernel_image.hpp"
+
+namespace glassbox::semantic_db {
+namespace {
+
+constexpr uint64_t kMaxTaskStructBytes = 64 * 1024;
+constexpr uint64_t kMaxKernelImageBytes = 256ull << 20;
+
+// Printable, NUL-terminated, length-limited.
+std::string sanitize(const uint8_t* p, size_t max) {
+  std::string s;
+  for (size_t i = 0; i < max && p[i] != 0; ++i) {
+    const char c = static_cast<char>(p[i]);
+    s.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+  }
+  return s;
+}
+
+template <typename T>
+T field(const std::vector<uint8_t>& buf, uint64_t off) {
+  T v{};
+  if (off + sizeof(T) <= buf.size()) std::memcpy(&v, buf.data() + off, sizeof(T));
+  return v;
+}
+
+}  // namespace
+
+std::string task_state_letter(uint32_t state, uint32_t exit_state) {
+  // include/linux/sched.h (6.1): TASK_RUNNING 0, INTERRUPTIBLE 1, UNINTERRUPTIBLE 2,
+  // __TASK_STOPPED 4, __TASK_TRACED 8, EXIT_DEAD 0x10, EXIT_ZOMBIE 0x20, TASK_PARKED 0x40,
+  // TASK_NOLOAD 0x400 (TASK_IDLE = UNINTERRUPTIBLE | NOLOAD).
+  if (exit_state & 0x20) return "Z";
+  if (exit_state & 0x10) return "X";
+  if ((state & 0x402) == 0x402) return "I";
+  if (state & 0x40) return "P";
+  if (state & 0x8) return "t";
+  if (state & 0x4) return "T";
+  if (state & 0x2) return "D";
+  if (state & 0x1) return "S";
+  return "R";
+}
+
+Result<KernelProfile> build_profile(const shared::RamView& ram, const std::string& kernel_image) {
+  KernelProfile p;
+  auto vmci = find_vmcoreinfo(ram);
+  if (vmci) p.vmcoreinfo = std::move(*vmci);
+  auto base = find_kernel_base(ram, p.vmcoreinfo ? &*p.vmcoreinfo : nullptr);
+  if (!base) return fail(Errc::kNotFound, "no Linux kernel found in RAM: " + base.error().message);
+  p.base = std::move(*base);
+  p.release = p.base.release;
+  p.sources = p.base.sources;
+
+  std::optional<std::vector<uint8_t>> vmlinux;
+  auto load_image = [&]() -> Result<void> {
+    if (vmlinux) return {};
+    auto bz = read_file_bytes(kernel_image, kMaxKernelImageBytes);
+    if (!bz) return tl::unexpected(bz.error());
+    auto elf = decompress_bzimage(*bz);
+    if (!elf) return tl::unexpected(elf.error());
+    vmlinux = std::move(*elf);
+    return {};
+  };
+
+  // BTF: RAM first (no file needed), then the image's .BTF section.
+  if (auto t = KernelTypes::from_ram(ram)) {
+    p.types = std::make_unique<KernelTypes>(std::move(*t));
+    p.sources.push_back("btf:ram");
+  } else if (!kernel_image.empty()) {
+    GB_TRY(load_image());
+    auto sections = read_elf_sections(*vmlinux);
+    if (!sections) return tl::unexpected(sections.error());
+    auto btf = sections->bytes(*vmlinux, ".BTF");
+    if (!btf) return tl::unexpected(btf.error());
+    auto t2 = KernelTypes::from_bytes(*btf);
+    if (!t2) return tl::unexpected(t2.error());
+    p.types = std::make_unique<KernelTypes>(std::move(*t2));
+    p.sources.push_back("btf:image");
+  } else {
+    return fail(Errc::kNotFound, "no BTF in guest RAM (" + t.error().message +
+                                     "); pass the kernel image with --kernel");
+  }
+  auto offsets = KernelOffsets::resolve(*p.types);
+  if (!offsets) return tl::unexpected(offsets.error());
+  p.offsets = *offsets;
+
+  // kallsyms: RAM tables carry run-time addresses; the image's need the KASLR slide.
+  if (auto s = Symbols::from_ram(ram)) {
+    p.symbols = std::make_unique<Symbols>(std::move(*s));
+    p.sources.push_back("kallsyms:ram");
+  } else if (!kernel_image.empty()) {
+    return fail(Errc::kUnsupported, "kallsyms not found in guest RAM (" + s.error().message +
+                                        "); symbols from the image alone are not wired up yet");
+  } else {
+    return fail(Errc::kNotFound, "kallsyms not found in guest RAM: " + s.error().message);
+  }
+  return p;
+}
+
+Result<ProcessList> list_processes(const shared::RamView& ram, const KernelProfile& profile) {
+  const auto& ts = profile.offsets.task_struct;
+  auto kas = KernelAddressSpace::create(ram, profile.base);
+  if (!kas) return tl::unexpected(kas.error());
+  auto init_task = profile.symbols->address_of("init_task");
+  if (!init_task) return tl::unexpected(init_task.error());
+  const uint64_t task_bytes = std::min<uint64_t>(ts.size, kMaxTaskStructBytes);
+  auto read_task = [&](uint64_t va, std::vector<uint8_t>& buf) -> bool {
+    buf.assign(task_bytes, 0);
+    auto n = kas->read_virtual(Gva(va), buf);
+    return n && *n == buf.size();
+  };
+  auto read_i32 = [&](uint64_t va) -> std::optional<int32_t> {
+    uint8_t b[4];
+    auto n = kas->read_virtual(Gva(va), b);
+    if (!n || *n != 4) return std::nullopt;
+    int32_t v;
+    std::memcpy(&v, b, 4);
+    return v;
+  };
+
+  ProcessList out;
+  std::unordered_set<uint64_t> seen;
+  std::vector<uint8_t> buf;
+  uint64_t task = *init_task;
+  if (!read_task(task, buf)) {
+    return fail(Errc::kOutOfRange, "init_task at 0x" + std::to_string(task) + " is unreadable");
+  }
+  for (size_t n = 0; n < kMaxTasks; ++n) {
+    if (!seen.insert(task).second) {
+      out.warnings.push_back("task list loops back to a task seen before (0x" +
+                             std::to_string(task) + ")");
+      break;
+    }
+    ProcessRecord r;
+    r.pid = field<int32_t>(buf, ts.pid);
+    r.tgid = field<int32_t>(buf, ts.tgid);
+    r.comm = sanitize(buf.data() + std::min<uint64_t>(ts.comm, buf.size()),
+                      std::min<uint64_t>(ts.comm_size ? ts.comm_size : 16,
+                                         buf.size() - std::min<uint64_t>(ts.comm, buf.size())));
+    const uint64_t parent = field<uint64_t>(buf, ts.real_parent);
+    if (auto ppid = read_i32(parent + ts.pid)) r.ppid = task == *init_task ? 0 : *ppid;
+    r.state = task_state_letter(field<uint32_t>(buf, ts.state), 0);
+    r.start_time_ns = field<uint64_t>(buf, ts.start_time);
+    const uint64_t cred = field<uint64_t>(buf, ts.real_cred);
+    if (auto uid = read_i32(cred + profile.offsets.cred.uid)) r.uid = static_cast<uint32_t>(*uid);
+    out.processes.push_back(std::move(r));
+    // Next task: tasks.next points at the next task's `tasks` member.
+    const uint64_t next = field<uint64_t>(buf, ts.tasks + profile.offsets.list_head.next);
+    const uint64_t next_task = next - ts.tasks;
+    if (next_task == *init_task) break;
+    if (!read_task(next_task, buf)) {
+      out.warnings.push_back("task list broken at 0x" + std::to_string(next_task) +
+                             ": unreadable; the list is partial");
+      break;
+    }
+    task = next_task;
+    if (n + 1 == kMaxTasks) out.warnings.push_back("more than kMaxTasks tasks; list cut");
+  }
+  std::sort(out.processes.begin(), out.processes.end(),
+            [](const ProcessRecord& a, const ProcessRecord& b) { return a.pid < b.pid; });
+  return out;
+}
+
+Result<ModuleList> list_modules(const shared::RamView& ram, const KernelProfile& profile) {
+  const auto& mo = profile.offsets.module;
+  auto kas = KernelAddressSpace::create(ram, profile.base);
+  if (!kas) return tl::unexpected(kas.error());
+  auto head = profile.symbols->address_of("modules");
+  if (!head) return tl::unexpected(head.error());
+  ModuleList out;
+  std::unordered_set<uint64_t> seen;
+  auto next = kas->read_u64(Gva(*head + profile.offsets.list_head.next));
+  if (!next) return tl::unexpected(next.error());
+  uint64_t entry = *next;
+  for (size_t n = 0; n < kMaxModules && entry != *head; ++n) {
+    if (!seen.insert(entry).second) {
+      out.warnings.push_back("module list loops");
+      break;
+    }
+    const uint64_t mod = entry - mo.list;
+    ModuleRecord m;
+    uint8_t name[64] = {};
+    const uint64_t name_len = std::min<uint64_t>(mo.name_size ? mo.name_size : 56, sizeof name);
+    auto got = kas->read_virtual(Gva(mod + mo.name), std::span<uint8_t>(name, name_len));
+    if (!got || *got != name_len) {
+      out.warnings.push_back("module at 0x" + std::to_string(mod) + " unreadable; list partial");
+      break;
+    }
+    m.name = sanitize(name, name_len);
+    if (auto b = kas->read_u64(Gva(mod + mo.core_base))) m.base = *b;
+    uint8_t sz[4] = {};
+    if (auto k = kas->read_virtual(Gva(mod + mo.core_size), sz); k && *k == 4) {
+      uint32_t v;
+      std::memcpy(&v, sz, 4);
+      m.size_bytes = v;
+    }
+    out.modules.push_back(std::move(m));
+    auto nx = kas->read_u64(Gva(entry + profile.offsets.list_head.next));
+    if (!nx) {
+      out.warnings.push_back("module list broken after " + out.modules.back().name);
+      break;
+    }
+    entry = *nx;
+  }
+  return out;
+}
+
+}  // namespace glassbox::semantic_db
