@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
+#include "iceoryx_hoofs/log/logmanager.hpp"
 #include "iceoryx_posh/mepoo/chunk_header.hpp"
 #include "iceoryx_posh/popo/untyped_publisher.hpp"
 #include "iceoryx_posh/popo/untyped_subscriber.hpp"
@@ -44,6 +46,11 @@ Result<void> init_runtime(const std::string& instance, const std::string& servic
   if (!roudi_available()) {
     return fail(Errc::kUnavailable,
                 "no iceoryx RouDi is running (start it with `glassbox up` or `iox-roudi`)");
+  }
+  // iceoryx logs its registration chatter at Debug to stderr; glassbox keeps warnings and up
+  // (GLASSBOX_IOX_DEBUG=1 shows everything).
+  if (std::getenv("GLASSBOX_IOX_DEBUG") == nullptr) {
+    iox::log::LogManager::GetLogManager().SetDefaultLogLevel(iox::log::LogLevel::kWarn);
   }
   const std::string name = "glassbox-" + instance + "-" + service;
   iox::runtime::PoshRuntime::initRuntime(

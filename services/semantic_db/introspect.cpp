@@ -1,6 +1,7 @@
 #include "services/semantic_db/introspect.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <unordered_set>
 
@@ -21,6 +22,12 @@ std::string sanitize(const uint8_t* p, size_t max) {
     s.push_back(c >= 0x20 && c < 0x7f ? c : '?');
   }
   return s;
+}
+
+std::string hex(uint64_t v) {
+  char b[24];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
 }
 
 template <typename T>
@@ -90,16 +97,37 @@ Result<KernelProfile> build_profile(const shared::RamView& ram, const std::strin
   if (!offsets) return tl::unexpected(offsets.error());
   p.offsets = *offsets;
 
-  // kallsyms: RAM tables carry run-time addresses; the image's need the KASLR slide.
-  if (auto s = Symbols::from_ram(ram)) {
-    p.symbols = std::make_unique<Symbols>(std::move(*s));
-    p.sources.push_back("kallsyms:ram");
-  } else if (!kernel_image.empty()) {
-    return fail(Errc::kUnsupported, "kallsyms not found in guest RAM (" + s.error().message +
-                                        "); symbols from the image alone are not wired up yet");
-  } else {
-    return fail(Errc::kNotFound, "kallsyms not found in guest RAM: " + s.error().message);
+  // kallsyms: the tables inside the running kernel's image. After a warm reset the previous
+  // boot's image (another KASLR slide) is still in RAM: searching all of RAM could find its
+  // stale tables, so only [_text, _text + image) is searched, and the table must agree that
+  // _text is where the kernel base says it is.
+  const uint64_t ram_end = ram.layout().file_size_bytes();
+  uint64_t image_bytes = p.base.image_mapped_bytes ? p.base.image_mapped_bytes : (96ull << 20);
+  image_bytes = std::min<uint64_t>(image_bytes, 256ull << 20);
+  std::optional<Symbols> syms;
+  std::string why;
+  for (uint64_t len = image_bytes; len >= (8ull << 20) && !syms; len /= 2) {
+    (void)ram_end;
+    auto bytes = ram.at(p.base.text_gpa, len);
+    if (!bytes) continue;
+    auto s = Symbols::parse(std::span<const uint8_t>(*bytes, len), p.base.text_gpa.value);
+    if (!s) {
+      why = s.error().message;
+      continue;
+    }
+    auto text = s->address_of("_text");
+    if (!text || *text != p.base.text_gva.value) {
+      why = "kallsyms in the image place _text elsewhere than the kernel base";
+      continue;
+    }
+    syms.emplace(std::move(*s));
   }
+  if (!syms) {
+    return fail(Errc::kNotFound, "kallsyms not found in the running kernel's image at gpa " +
+                                     hex(p.base.text_gpa.value) + ": " + why);
+  }
+  p.symbols = std::make_unique<Symbols>(std::move(*syms));
+  p.sources.push_back("kallsyms:ram");
   return p;
 }
 
@@ -129,12 +157,11 @@ Result<ProcessList> list_processes(const shared::RamView& ram, const KernelProfi
   std::vector<uint8_t> buf;
   uint64_t task = *init_task;
   if (!read_task(task, buf)) {
-    return fail(Errc::kOutOfRange, "init_task at 0x" + std::to_string(task) + " is unreadable");
+    return fail(Errc::kOutOfRange, "init_task at " + hex(task) + " is unreadable");
   }
   for (size_t n = 0; n < kMaxTasks; ++n) {
     if (!seen.insert(task).second) {
-      out.warnings.push_back("task list loops back to a task seen before (0x" +
-                             std::to_string(task) + ")");
+      out.warnings.push_back("task list loops back to a task seen before (" + hex(task) + ")");
       break;
     }
     ProcessRecord r;
@@ -155,7 +182,7 @@ Result<ProcessList> list_processes(const shared::RamView& ram, const KernelProfi
     const uint64_t next_task = next - ts.tasks;
     if (next_task == *init_task) break;
     if (!read_task(next_task, buf)) {
-      out.warnings.push_back("task list broken at 0x" + std::to_string(next_task) +
+      out.warnings.push_back("task list broken at " + hex(next_task) +
                              ": unreadable; the list is partial");
       break;
     }
@@ -189,7 +216,7 @@ Result<ModuleList> list_modules(const shared::RamView& ram, const KernelProfile&
     const uint64_t name_len = std::min<uint64_t>(mo.name_size ? mo.name_size : 56, sizeof name);
     auto got = kas->read_virtual(Gva(mod + mo.name), std::span<uint8_t>(name, name_len));
     if (!got || *got != name_len) {
-      out.warnings.push_back("module at 0x" + std::to_string(mod) + " unreadable; list partial");
+      out.warnings.push_back("module at " + hex(mod) + " unreadable; list partial");
       break;
     }
     m.name = sanitize(name, name_len);

@@ -1,0 +1,228 @@
+// Introspection integration tests: the reference guest prints its own view from /proc (ps,
+// /proc/modules) on the serial console; glassbox recovers the same from raw guest RAM (live
+// through a RamMirror, and offline from a dump) with KASLR on, and again after a reset (a
+// second KASLR slide).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "tests/integration/harness.hpp"
+
+namespace glassbox::itest {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Task {
+  int pid, ppid;
+  std::string comm;
+  bool operator<(const Task& o) const { return pid < o.pid; }
+};
+
+std::vector<std::string> serial_lines(Instance& inst) {
+  std::vector<std::string> out;
+  std::istringstream in(read_file(inst.serial_log()));
+  for (std::string l; std::getline(in, l);) {
+    if (!l.empty() && l.back() == '\r') l.pop_back();
+    out.push_back(l);
+  }
+  return out;
+}
+
+// Runs `command` on the guest's tty1 with its output framed by markers on the serial
+// console, and returns the lines between the markers.
+std::vector<std::string> guest_run(Instance& inst, const std::string& command,
+                                   const std::string& tag) {
+  const std::string begin = "GB-" + tag + "-BEGIN", end = "GB-" + tag + "-END";
+  const std::string line = "echo " + begin + " > /dev/ttyS0; " + command + " > /dev/ttyS0; echo " +
+                           end + " > /dev/ttyS0\n";
+  EXPECT_EQ(inst.cli({"vm", "type", line}).exit_code, 0);
+  std::vector<std::string> lines;
+  wait_until(
+      [&] {
+        lines.clear();
+        bool in = false, done = false;
+        for (const auto& l : serial_lines(inst)) {
+          if (l == begin) {
+            in = true;
+            lines.clear();
+          } else if (l == end && in) {
+            done = true;
+            in = false;
+          } else if (in) {
+            lines.push_back(l);
+          }
+        }
+        return done;
+      },
+      60s);
+  return lines;
+}
+
+std::map<int, Task> parse_guest_ps(const std::vector<std::string>& lines) {
+  std::map<int, Task> out;
+  for (const auto& l : lines) {
+    std::istringstream in(l);
+    Task t;
+    if (in >> t.pid >> t.ppid >> t.comm) out[t.pid] = t;
+  }
+  return out;
+}
+
+std::map<int, Task> parse_glassbox_ps(const std::string& json_text) {
+  std::map<int, Task> out;
+  const auto first = json_text.find('{'), last = json_text.rfind('}');
+  if (first == std::string::npos || last == std::string::npos) return out;
+  auto j = nlohmann::json::parse(json_text.substr(first, last - first + 1), nullptr, false);
+  if (!j.is_object()) return out;
+  for (const auto& p : j["processes"]) {
+    out[p["pid"].get<int>()] =
+        Task{p["pid"].get<int>(), p["ppid"].get<int>(), p["comm"].get<std::string>()};
+  }
+  return out;
+}
+
+// Compares glassbox's task list with the guest's own `ps`. Exact for every task present on
+// both sides and for every non-kworker task; the guest's transient `sh`/`ps` (children of
+// the tty1 shell that ran the command) and kworkers that came or went between the two
+// snapshots are the only tasks allowed on one side.
+void expect_same_tasks(const std::map<int, Task>& guest, const std::map<int, Task>& ours) {
+  int tty1 = -1;
+  for (const auto& [pid, t] : guest)
+    if (t.comm == "tty1-shell") tty1 = pid;
+  std::set<int> transient;
+  for (const auto& [pid, t] : guest) {
+    if (t.ppid == tty1 && t.comm == "sh") transient.insert(pid);
+  }
+  for (const auto& [pid, t] : guest) {
+    if (transient.count(t.ppid) && t.comm == "ps") transient.insert(pid);
+  }
+  size_t compared = 0;
+  for (const auto& [pid, t] : guest) {
+    if (transient.count(pid) || pid == 0) continue;
+    auto it = ours.find(pid);
+    if (it == ours.end()) {
+      EXPECT_EQ(t.comm.rfind("kworker", 0), 0u) << "glassbox misses pid " << pid << " " << t.comm;
+      continue;
+    }
+    ++compared;
+    EXPECT_EQ(it->second.ppid, t.ppid) << "pid " << pid;
+    // /proc shows a kworker's current workqueue after '-' ("kworker/0:1-events").
+    const std::string guest_comm =
+        t.comm.rfind("kworker", 0) == 0 ? t.comm.substr(0, t.comm.find('-')) : t.comm;
+    EXPECT_EQ(it->second.comm, guest_comm) << "pid " << pid;
+  }
+  for (const auto& [pid, t] : ours) {
+    if (pid == 0 || guest.count(pid)) continue;
+    EXPECT_EQ(t.comm.rfind("kworker", 0), 0u)
+        << "glassbox has pid " << pid << " " << t.comm << " that the guest's ps lacks";
+  }
+  EXPECT_GT(compared, 40u);
+}
+
+class IntrospectTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    instance_ = new Instance();
+    ASSERT_TRUE(instance_->start());
+    ASSERT_TRUE(instance_->wait_ready(180s)) << read_file(instance_->up_log());
+  }
+  static void TearDownTestSuite() {
+    delete instance_;
+    instance_ = nullptr;
+  }
+  static Instance* instance_;
+
+  void check_processes_and_modules(const std::string& tag) {
+    auto guest_ps = parse_guest_ps(guest_run(*instance_, "ps -o pid,ppid,comm", tag + "PS"));
+    ASSERT_GT(guest_ps.size(), 40u);
+    auto ours = instance_->cli({"ps", "--json"}, 120s);
+    ASSERT_EQ(ours.exit_code, 0) << ours.output;
+    const auto ours_ps = parse_glassbox_ps(ours.output);
+    ASSERT_GT(ours_ps.size(), 40u) << ours.output.substr(0, 2000);
+    expect_same_tasks(guest_ps, ours_ps);
+
+    auto guest_mods = guest_run(*instance_, "cat /proc/modules", tag + "MOD");
+    ASSERT_FALSE(guest_mods.empty());
+    auto mods = instance_->cli({"modules", "--json"}, 120s);
+    ASSERT_EQ(mods.exit_code, 0) << mods.output;
+    auto j = nlohmann::json::parse(mods.output.substr(mods.output.find('{')), nullptr, false);
+    ASSERT_TRUE(j.is_object());
+    std::set<std::tuple<std::string, std::string, uint64_t>> ours_m, theirs;
+    for (const auto& m : j["modules"]) {
+      ours_m.emplace(m["name"], m["base"], m["size"].get<uint64_t>());
+    }
+    for (const auto& l : guest_mods) {  // "button 24576 0 - Live 0xffffffffc02fd000"
+      std::istringstream in(l);
+      std::string name, used, deps, state, addr;
+      uint64_t size;
+      if (!(in >> name >> size >> used >> deps >> state >> addr)) continue;
+      theirs.emplace(name, addr, size);
+    }
+    EXPECT_EQ(ours_m, theirs);
+  }
+};
+Instance* IntrospectTest::instance_ = nullptr;
+
+TEST_F(IntrospectTest, LiveProcessesAndModulesMatchTheGuestAcrossTwoKaslrSlides) {
+  auto k1 = instance_->cli({"kernel", "--json"}, 120s);
+  ASSERT_EQ(k1.exit_code, 0) << k1.output;
+  auto kernel1 = nlohmann::json::parse(k1.output.substr(k1.output.find('{')));
+  EXPECT_EQ(kernel1["release"], "6.1.0-56-amd64");
+  check_processes_and_modules("A");
+
+  // A reset reboots the guest with a new KASLR slide.
+  ASSERT_EQ(instance_->cli({"vm", "reset"}).exit_code, 0);
+  ASSERT_TRUE(wait_until([] { return instance_->status()["vm"]["ready"] == false; }, 30s));
+  ASSERT_TRUE(instance_->wait_ready(180s));
+  auto k2 = instance_->cli({"kernel", "--json"}, 120s);
+  ASSERT_EQ(k2.exit_code, 0) << k2.output;
+  auto kernel2 = nlohmann::json::parse(k2.output.substr(k2.output.find('{')));
+  EXPECT_NE(kernel1["kaslr_slide"], kernel2["kaslr_slide"]) << "KASLR gave the same slide twice";
+  check_processes_and_modules("B");
+}
+
+TEST_F(IntrospectTest, OfflineDumpGivesTheSameAnswerAsLive) {
+  const std::string dump = instance_->state_dir() + "/ps.lime";
+  ASSERT_EQ(instance_->cli({"ram", "dump", dump, "--format", "lime", "--consistent"}).exit_code, 0);
+  auto offline = instance_->cli(
+      {"ps", "--json", "--ram", dump, "--kernel", bin_dir() + "/../guest/vmlinuz"}, 120s);
+  ASSERT_EQ(offline.exit_code, 0) << offline.output;
+  auto live = instance_->cli({"ps", "--json"}, 120s);
+  ASSERT_EQ(live.exit_code, 0) << live.output;
+  auto a = parse_glassbox_ps(offline.output), b = parse_glassbox_ps(live.output);
+  size_t same = 0;
+  for (const auto& [pid, t] : a) {
+    if (b.count(pid) && b[pid].comm == t.comm && b[pid].ppid == t.ppid) ++same;
+  }
+  EXPECT_GE(same + 4, std::max(a.size(), b.size()));  // a few kworkers may come and go
+  auto kernel = instance_->cli({"kernel", "--ram", dump});
+  EXPECT_EQ(kernel.exit_code, 0) << kernel.output;
+  EXPECT_NE(kernel.output.find("kaslr_slide 0x"), std::string::npos);
+}
+
+TEST_F(IntrospectTest, GarbageDumpIsAClearErrorNotACrash) {
+  const std::string junk = instance_->state_dir() + "/junk.raw";
+  {
+    std::ofstream f(junk, std::ios::binary);
+    std::mt19937 rng(3);
+    std::string page(4096, '\0');
+    for (int i = 0; i < 4096; ++i) {  // 16 MiB of noise with "OSRELEASE=" sprinkled in
+      for (auto& c : page) c = static_cast<char>(rng());
+      if (i % 7 == 0) page.replace(24, 10, "OSRELEASE=");
+      f << page;
+    }
+  }
+  for (const char* what : {"ps", "modules", "kernel"}) {
+    auto r = run_glassbox({what, "--ram", junk}, 120s);
+    EXPECT_EQ(r.exit_code, 1) << what << ": " << r.output;
+    EXPECT_NE(r.output.find("glassbox: "), std::string::npos) << r.output;
+  }
+}
+
+}  // namespace
+}  // namespace glassbox::itest
