@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <map>
 
 #include "shared/paths.hpp"
 
@@ -78,11 +79,12 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
   add_state(stats);
   stats->add_flag("--json", inv.json, "JSON output");
 
-  for (const char* what : {"ps", "modules", "kernel"}) {
-    const std::string help = std::string(what) == "ps" ? "the guest's processes, from raw RAM"
-                             : std::string(what) == "modules"
-                                 ? "the guest kernel's modules"
-                                 : "the guest kernel: release, KASLR slide, phys_base";
+  const std::map<std::string, std::string> kIntrospect = {
+      {"ps", "the guest's processes, from raw RAM"},
+      {"modules", "the guest kernel's modules"},
+      {"kernel", "the guest kernel: release, KASLR slide, phys_base"},
+      {"dmesg", "the guest kernel's log (printk ring buffer)"}};
+  for (const auto& [what, help] : kIntrospect) {
     auto* c = app.add_subcommand(what, help);
     add_state(c);
     c->add_flag("--json", inv.json, "JSON output");

@@ -9,7 +9,7 @@
 //   glassbox [--state-dir DIR] vm screendump FILE.png
 //   glassbox [--state-dir DIR] ram peek GPA LEN | ram dump FILE --format raw|lime [--consistent]
 //   glassbox [--state-dir DIR] ram stats [--json]
-//   glassbox [--state-dir DIR] ps|modules|kernel [--json] [--ram DUMP [--kernel BZIMAGE]]
+//   glassbox [--state-dir DIR] ps|modules|kernel|dmesg [--json] [--ram DUMP [--kernel BZIMAGE]]
 // --state-dir is accepted before or after the subcommand.
 // Thread-safety: parse_cli() is reentrant.
 #pragma once

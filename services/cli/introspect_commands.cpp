@@ -1,4 +1,4 @@
-// `glassbox ps|modules|kernel`: what the guest kernel knows, from raw RAM: a dump file
+// `glassbox ps|modules|kernel|dmesg`: what the guest kernel knows, from raw RAM: a dump file
 // (`--ram DUMP`, raw or LiME, like Volatility) or the live VM through a RamMirror.
 #include <fmt/core.h>
 #include <unistd.h>
@@ -44,6 +44,24 @@ int run(const Invocation& inv, const shared::RamView& ram) {
       std::cout << fmt::format("release {}\nkaslr_slide {}\nphys_base {}\nsources {}\n",
                                profile->release, hex(profile->base.kaslr_slide),
                                hex(profile->base.phys_base), j["sources"].dump());
+    }
+    return 0;
+  }
+  if (inv.command == "dmesg") {
+    auto log = semantic_db::read_kernel_log(ram, *profile);
+    if (!log) return report_error(log.error());
+    for (const auto& w : log->warnings) std::cerr << "glassbox: warning: " << w << "\n";
+    if (inv.json) {
+      nlohmann::json arr = nlohmann::json::array();
+      for (const auto& r : log->records) {
+        arr.push_back({{"seq", r.seq}, {"ts_nsec", r.ts_nsec}, {"text", r.text}});
+      }
+      std::cout << nlohmann::json{{"records", arr}}.dump(2) << "\n";
+    } else {
+      for (const auto& r : log->records) {
+        std::cout << fmt::format("[{:5}.{:06}] {}\n", r.ts_nsec / 1000000000,
+                                 (r.ts_nsec % 1000000000) / 1000, r.text);
+      }
     }
     return 0;
   }

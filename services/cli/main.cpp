@@ -33,7 +33,8 @@ int main(int argc, char** argv) {
     if (inv->command == "console") return cmd_console(*inv);
     if (inv->command == "vm") return cmd_vm(*inv);
     if (inv->command == "ram") return cmd_ram(*inv);
-    if (inv->command == "ps" || inv->command == "modules" || inv->command == "kernel") {
+    if (inv->command == "ps" || inv->command == "modules" || inv->command == "kernel" ||
+        inv->command == "dmesg") {
       return cmd_introspect(*inv);
     }
   } catch (const std::exception& e) {

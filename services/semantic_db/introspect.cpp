@@ -238,4 +238,92 @@ Result<ModuleList> list_modules(const shared::RamView& ram, const KernelProfile&
   return out;
 }
 
+Result<KernelLog> read_kernel_log(const shared::RamView& ram, const KernelProfile& profile) {
+  const auto& o = profile.offsets;
+  auto kas = KernelAddressSpace::create(ram, profile.base);
+  if (!kas) return tl::unexpected(kas.error());
+  auto prb_sym = profile.symbols->address_of("prb");
+  if (!prb_sym) return tl::unexpected(prb_sym.error());
+  auto prb = kas->read_u64(Gva(*prb_sym));  // struct printk_ringbuffer *prb
+  if (!prb) return tl::unexpected(prb.error());
+  const uint64_t dr = *prb + o.printk_ringbuffer.desc_ring;
+  const uint64_t tr = *prb + o.printk_ringbuffer.text_data_ring;
+  auto u32 = [&](uint64_t va) -> Result<uint32_t> {
+    uint8_t b[4];
+    auto n = kas->read_virtual(Gva(va), b);
+    if (!n || *n != 4) return fail(Errc::kOutOfRange, "unreadable at " + hex(va));
+    uint32_t v;
+    std::memcpy(&v, b, 4);
+    return v;
+  };
+  auto count_bits = u32(dr + o.prb_desc_ring.count_bits);
+  auto size_bits = u32(tr + o.prb_data_ring.size_bits);
+  auto descs = kas->read_u64(Gva(dr + o.prb_desc_ring.descs));
+  auto infos = kas->read_u64(Gva(dr + o.prb_desc_ring.infos));
+  auto head = kas->read_u64(Gva(dr + o.prb_desc_ring.head_id));
+  auto tail = kas->read_u64(Gva(dr + o.prb_desc_ring.tail_id));
+  auto data = kas->read_u64(Gva(tr + o.prb_data_ring.data));
+  if (!count_bits || !size_bits || !descs || !infos || !head || !tail || !data) {
+    return fail(Errc::kOutOfRange, "printk ring buffer header unreadable");
+  }
+  if (*count_bits > 24 || *size_bits > 30 || *size_bits < 8) {
+    return fail(Errc::kProtocol, "printk ring buffer has implausible sizes (count_bits " +
+                                     std::to_string(*count_bits) + ", size_bits " +
+                                     std::to_string(*size_bits) + ")");
+  }
+  const uint64_t n_descs = 1ull << *count_bits, data_size = 1ull << *size_bits;
+  // The whole text ring at once (a few hundred KiB), then records are cut from it.
+  std::vector<uint8_t> ring(data_size);
+  auto got = kas->read_virtual(Gva(*data), ring);
+  if (!got || *got != data_size) return fail(Errc::kOutOfRange, "printk text ring unreadable");
+  constexpr unsigned kFlagsShift = 62;  // DESC_FLAGS_SHIFT = BITS_PER_LONG - 2
+  constexpr uint64_t kIdMask = ~(3ull << kFlagsShift);
+  KernelLog log;
+  const uint64_t first = *tail & kIdMask, last = *head & kIdMask;
+  const uint64_t span = (last - first) & kIdMask;
+  if (span >= n_descs) log.warnings.push_back("descriptor ids span more than the ring; cut");
+  for (uint64_t k = 0; k <= std::min<uint64_t>(span, n_descs - 1) && k < kMaxLogRecords; ++k) {
+    const uint64_t id = (first + k) & kIdMask;
+    const uint64_t idx = id & (n_descs - 1);
+    const uint64_t desc = *descs + idx * o.prb_desc.size;
+    auto sv = kas->read_u64(Gva(desc + o.prb_desc.state_var));
+    if (!sv) {
+      log.warnings.push_back("descriptor " + std::to_string(id) + " unreadable");
+      continue;
+    }
+    const uint64_t state = *sv >> kFlagsShift;
+    if ((*sv & kIdMask) != id || (state != 1 && state != 2)) continue;  // committed/finalized
+    auto begin = kas->read_u64(Gva(desc + o.prb_desc.text_blk_lpos + o.prb_data_blk_lpos.begin));
+    auto next = kas->read_u64(Gva(desc + o.prb_desc.text_blk_lpos + o.prb_data_blk_lpos.next));
+    const uint64_t info = *infos + idx * o.printk_info.size;
+    uint8_t ib[16];
+    auto seq = kas->read_u64(Gva(info + o.printk_info.seq));
+    auto ts = kas->read_u64(Gva(info + o.printk_info.ts_nsec));
+    auto tl = kas->read_virtual(Gva(info + o.printk_info.text_len), std::span<uint8_t>(ib, 2));
+    if (!begin || !next || !seq || !ts || !tl || *tl != 2) continue;
+    const uint16_t text_len = static_cast<uint16_t>(ib[0] | ib[1] << 8);
+    if ((*begin & 1) || (*next & 1)) continue;  // data-less record (FAILED_LPOS / NO_LPOS)
+    // A block is {unsigned long id; char text[]}; one that would wrap starts at offset 0.
+    uint64_t off = *begin & (data_size - 1);
+    if ((*begin >> *size_bits) != (*next >> *size_bits) && (*next & (data_size - 1)) != 0) off = 0;
+    if (off + 8 + text_len > data_size) {
+      log.warnings.push_back("record " + std::to_string(*seq) + " text out of the ring");
+      continue;
+    }
+    uint64_t blk_id;
+    std::memcpy(&blk_id, ring.data() + off, 8);
+    if (blk_id != id) continue;  // overwritten since
+    LogRecord r;
+    r.seq = *seq;
+    r.ts_nsec = *ts;
+    const size_t len = std::min<size_t>(text_len, 1024);
+    for (size_t i = 0; i < len; ++i) {
+      const char c = static_cast<char>(ring[off + 8 + i]);
+      r.text.push_back((c >= 0x20 && c < 0x7f) || c == '\n' || c == '\t' ? c : '?');
+    }
+    log.records.push_back(std::move(r));
+  }
+  return log;
+}
+
 }  // namespace glassbox::semantic_db

@@ -63,6 +63,24 @@ Result<ProcessList> list_processes(const shared::RamView& ram, const KernelProfi
 // The loaded modules from the `modules` list head.
 Result<ModuleList> list_modules(const shared::RamView& ram, const KernelProfile& profile);
 
+struct LogRecord {
+  uint64_t seq = 0;
+  uint64_t ts_nsec = 0;  // ns since boot (local clock), as dmesg prints it
+  std::string text;      // one record; may hold several lines; sanitised, <= 1024 bytes
+};
+
+struct KernelLog : Walk {
+  std::vector<LogRecord> records;  // oldest first
+};
+
+inline constexpr size_t kMaxLogRecords = 1 << 18;
+
+// The kernel log from the 6.1 lockless printk ring buffer (`prb`, kernel/printk/
+// printk_ringbuffer.{h,c}): descriptors from tail_id to head_id whose state is committed or
+// finalized and whose id matches, text from the data ring (a block that wraps starts at the
+// ring's beginning). Bounded by the ring's own size; garbage ends the walk with a warning.
+Result<KernelLog> read_kernel_log(const shared::RamView& ram, const KernelProfile& profile);
+
 // "R", "S", "D", "T", "t", "X", "Z", "P", "I" for a 6.1 task __state (+ exit_state).
 std::string task_state_letter(uint32_t state, uint32_t exit_state);
 

@@ -164,6 +164,21 @@ class IntrospectTest : public ::testing::Test {
       theirs.emplace(name, addr, size);
     }
     EXPECT_EQ(ours_m, theirs);
+
+    // The kernel log: every line the guest's own dmesg printed is in ours, verbatim
+    // (timestamp and text; both print "[%5lu.%06lu] text").
+    auto guest_log = guest_run(*instance_, "dmesg", tag + "LOG");
+    ASSERT_GT(guest_log.size(), 100u);
+    auto log = instance_->cli({"dmesg"}, 120s);
+    ASSERT_EQ(log.exit_code, 0) << log.output.substr(0, 2000);
+    std::set<std::string> our_lines;
+    std::istringstream in(log.output);
+    for (std::string l; std::getline(in, l);) our_lines.insert(l);
+    size_t missing = 0;
+    for (const auto& l : guest_log) {
+      if (!our_lines.count(l) && ++missing <= 5) ADD_FAILURE() << "dmesg line missing: " << l;
+    }
+    EXPECT_EQ(missing, 0u);
   }
 };
 Instance* IntrospectTest::instance_ = nullptr;
@@ -217,7 +232,7 @@ TEST_F(IntrospectTest, GarbageDumpIsAClearErrorNotACrash) {
       f << page;
     }
   }
-  for (const char* what : {"ps", "modules", "kernel"}) {
+  for (const char* what : {"ps", "modules", "kernel", "dmesg"}) {
     auto r = run_glassbox({what, "--ram", junk}, 120s);
     EXPECT_EQ(r.exit_code, 1) << what << ": " << r.output;
     EXPECT_NE(r.output.find("glassbox: "), std::string::npos) << r.output;
