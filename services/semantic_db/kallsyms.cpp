@@ -4,17 +4,11 @@
 #include <array>
 #include <cstring>
 
+#include "services/semantic_db/byte_order.hpp"
+
 namespace glassbox::semantic_db {
 namespace {
 
-uint16_t le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
-uint32_t le32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
-         (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
-}
-uint64_t le64(const uint8_t* p) {
-  return static_cast<uint64_t>(le32(p)) | (static_cast<uint64_t>(le32(p + 4)) << 32);
-}
 constexpr uint64_t round_up8(uint64_t v) { return (v + 7) & ~uint64_t{7}; }
 
 constexpr unsigned kMaxTokenBytes = 256;

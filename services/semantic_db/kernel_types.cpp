@@ -6,13 +6,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include "services/semantic_db/byte_order.hpp"
+
 namespace glassbox::semantic_db {
 namespace {
-
-uint32_t le32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
-         (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
-}
 
 // Bounds how deep anonymous members are searched (real kernels nest 2-3 levels).
 constexpr int kMaxAnonDepth = 8;
