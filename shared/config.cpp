@@ -94,8 +94,8 @@ class Section {
 };
 
 Result<void> read_sections(const toml::table& root, std::string_view src, Config& c) {
-  static const std::set<std::string> kSections = {"instance", "vm", "screen", "snapshot",
-                                                  "metrics",  "up", "iceoryx"};
+  static const std::set<std::string> kSections = {"instance", "vm",      "screen", "snapshot",
+                                                  "semantic", "metrics", "up",     "iceoryx"};
   for (const auto& [k, v] : root) {
     if (!kSections.contains(std::string(k.str()))) {
       return fail(Errc::kInvalidArgument,
@@ -165,6 +165,14 @@ Result<void> read_sections(const toml::table& root, std::string_view src, Config
     return snap.bad("method", "expected auto, xxh3 or soft-dirty, got '" + c.snapshot.method + "'");
   }
 
+  Section sem(table("semantic"), "semantic", src);
+  GB_TRY(sem.get("interval_ms", c.semantic.interval_ms, 50, 600000));
+  GB_TRY(sem.get("db", c.semantic.db));
+  GB_TRY(sem.get("profile_cache", c.semantic.profile_cache));
+  GB_TRY(sem.get("kernel", c.semantic.kernel));
+  GB_TRY(sem.get("log_events", c.semantic.log_events));
+  GB_TRY(sem.reject_unknown());
+
   Section metrics(table("metrics"), "metrics", src);
   GB_TRY(metrics.get("host", c.metrics.host));
   GB_TRY(metrics.get("base_port", c.metrics.base_port, 0, 65000));
@@ -175,7 +183,8 @@ Result<void> read_sections(const toml::table& root, std::string_view src, Config
   GB_TRY(up.get("restart_backoff_ms", c.up.restart_backoff_ms, 0, 600000));
   GB_TRY(up.get("restart_backoff_max_ms", c.up.restart_backoff_max_ms, 0, 3600000));
   GB_TRY(up.reject_unknown());
-  static const std::set<std::string> kServices = {"vm-supervisor", "ram-snapshotter"};
+  static const std::set<std::string> kServices = {"vm-supervisor", "ram-snapshotter",
+                                                  "semantic-db"};
   for (const auto& s : c.up.services) {
     if (!kServices.contains(s)) return up.bad("services", "unknown service '" + s + "'");
   }

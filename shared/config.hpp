@@ -9,6 +9,7 @@
 //              kvm_probe_timeout_ms, qemu, extra_args
 //   [screen]   max_fps
 //   [snapshot] hz, keyframe_every, method (auto|xxh3|soft-dirty), hash_threads
+//   [semantic] interval_ms, db, profile_cache, kernel, log_events
 //   [metrics]  host, base_port
 //   [up]       services, restart_backoff_ms, restart_backoff_max_ms
 //   [iceoryx]  roudi, roudi_config
@@ -62,14 +63,22 @@ struct SnapshotConfig {
   uint32_t hash_threads = 1;       // xxh3 worker threads, 1..16
 };
 
+struct SemanticConfig {
+  uint32_t interval_ms = 1000;  // live walk period (processes, modules, log), 50..600000
+  std::string db;               // SQLite history; default STATE_DIR/semantic.sqlite
+  std::string profile_cache;    // default $XDG_CACHE_HOME/glassbox/profiles.sqlite; "none": off
+  std::string kernel;           // bzImage for BTF when RAM has none; default [vm] kernel
+  bool log_events = true;       // publish new kernel log records on the bus ("guest.log")
+};
+
 struct MetricsConfig {
   std::string host = "127.0.0.1";
   uint32_t base_port = 0;  // 0: each service picks a free port; else base_port + service index
-                           // (vm-supervisor 1, ram-snapshotter 2)
+                           // (vm-supervisor 1, ram-snapshotter 2, semantic-db 3)
 };
 
 struct UpConfig {
-  std::vector<std::string> services = {"vm-supervisor", "ram-snapshotter"};
+  std::vector<std::string> services = {"vm-supervisor", "ram-snapshotter", "semantic-db"};
   uint32_t restart_backoff_ms = 500;
   uint32_t restart_backoff_max_ms = 10000;
 };
@@ -85,6 +94,7 @@ struct Config {
   VmConfig vm;
   ScreenConfig screen;
   SnapshotConfig snapshot;
+  SemanticConfig semantic;
   MetricsConfig metrics;
   UpConfig up;
   IceoryxConfig iceoryx;

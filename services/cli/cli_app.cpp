@@ -83,7 +83,9 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
       {"ps", "the guest's processes, from raw RAM"},
       {"modules", "the guest kernel's modules"},
       {"kernel", "the guest kernel: release, KASLR slide, phys_base"},
-      {"dmesg", "the guest kernel's log (printk ring buffer)"}};
+      {"dmesg", "the guest kernel's log (printk ring buffer)"},
+      {"maps", "one guest process's memory map, like /proc/PID/maps"},
+      {"regions", "which guest-physical pages each process maps (gva -> gpa runs)"}};
   for (const auto& [what, help] : kIntrospect) {
     auto* c = app.add_subcommand(what, help);
     add_state(c);
@@ -92,6 +94,16 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
         ->check(CLI::ExistingFile);
     c->add_option("--kernel", inv.kernel_image, "the guest's bzImage (BTF/kallsyms fallback)")
         ->check(CLI::ExistingFile);
+    c->add_option("--profile-cache", inv.profile_cache,
+                  "offline: kernel profile cache (SQLite; default "
+                  "$XDG_CACHE_HOME/glassbox/profiles.sqlite; 'none' turns it off)");
+    if (what == "ps") {
+      c->add_flag("--history", inv.history,
+                  "every process semantic-db has seen, with first/last seen and exit times");
+    }
+    if (what == "maps") {
+      c->add_option("PID", inv.pid, "process id")->required()->check(CLI::PositiveNumber);
+    }
   }
 
   std::vector<std::string> rev(args.rbegin(), args.rend());

@@ -10,6 +10,10 @@
 //   glassbox [--state-dir DIR] ram peek GPA LEN | ram dump FILE --format raw|lime [--consistent]
 //   glassbox [--state-dir DIR] ram stats [--json]
 //   glassbox [--state-dir DIR] ps|modules|kernel|dmesg [--json] [--ram DUMP [--kernel BZIMAGE]]
+//                              [--profile-cache FILE|none]
+//   glassbox [--state-dir DIR] ps --history [--json]       (births and exits, from semantic-db)
+//   glassbox [--state-dir DIR] maps PID [--json] [--ram DUMP ...]
+//   glassbox [--state-dir DIR] regions [--json] [--ram DUMP ...]
 // --state-dir is accepted before or after the subcommand.
 // Thread-safety: parse_cli() is reentrant.
 #pragma once
@@ -45,6 +49,9 @@ struct Invocation {
   bool consistent = false;          // ram dump --consistent
   std::string offline_ram;          // ps/modules/kernel --ram DUMP (raw or LiME)
   std::string kernel_image;         // ps/modules/kernel --kernel BZIMAGE
+  std::string profile_cache;        // --profile-cache FILE ("none": off; empty: the default)
+  bool history = false;             // ps --history
+  int32_t pid = 0;                  // maps PID
 };
 
 // Parses argv (without argv[0]). `help_text` receives CLI11's help/usage when the user asked

@@ -2,6 +2,7 @@
 
 #include "orchestrator_generated.h"
 #include "ram_generated.h"
+#include "semantic_generated.h"
 #include "shared/bus.hpp"
 
 namespace glassbox::cli {
@@ -100,9 +101,34 @@ static Result<ServiceQuery> query_ram_snapshotter(const shared::StatePaths& path
   return q;
 }
 
+// semantic-db: SemanticRequest GetStatus -> SemanticReply.service (summary {"semantic": ...}).
+static Result<ServiceQuery> query_semantic_db(const shared::StatePaths& paths,
+                                              milliseconds timeout) {
+  flatbuffers::FlatBufferBuilder fbb(128);
+  auto get = fb::common::CreateGetStatus(fbb);
+  fb::semantic::FinishSemanticRequestBuffer(
+      fbb, fb::semantic::CreateSemanticRequest(fbb, fb::semantic::Command::common_GetStatus,
+                                               get.Union()));
+  auto bytes = shared::request(paths.service_endpoint("semantic-db"),
+                               {fbb.GetBufferPointer(), fbb.GetSize()}, timeout);
+  if (!bytes) return tl::unexpected(bytes.error());
+  auto reply = verify_reply<fb::semantic::SemanticReply>(*bytes, "semantic-db");
+  if (!reply) return tl::unexpected(reply.error());
+  if ((*reply)->error() != nullptr) return tl::unexpected(reply_error(*(*reply)->error()));
+  if ((*reply)->service() == nullptr) {
+    return fail(Errc::kProtocol, "semantic-db status reply has no service status");
+  }
+  ServiceQuery q;
+  q.service = shared::read_service_status(*(*reply)->service());
+  auto summary = nlohmann::json::parse(q.service.summary_json, nullptr, false);
+  q.summary = summary.is_object() ? summary : nlohmann::json::object();
+  return q;
+}
+
 Result<ServiceQuery> query_service_status(const shared::StatePaths& paths, const std::string& name,
                                           milliseconds timeout) {
   if (name == "ram-snapshotter") return query_ram_snapshotter(paths, timeout);
+  if (name == "semantic-db") return query_semantic_db(paths, timeout);
   if (name != "vm-supervisor") {
     return fail(Errc::kUnsupported, "no status client for service '" + name + "'");
   }

@@ -90,6 +90,20 @@ int cmd_status(const Invocation& inv) {
                                  ? "  (" + ram["unavailable"].get<std::string>() + ")"
                                  : std::string());
   }
+  if (out.contains("semantic") && out["semantic"].is_object()) {
+    const auto& sem = out["semantic"];
+    if (sem.contains("kernel") && sem["kernel"].is_object()) {
+      const auto& k = sem["kernel"];
+      std::cout << fmt::format(
+          "guest: Linux {}  slide {}  {} processes  {} modules  walk {:.1f} ms  births {} exits "
+          "{}\n",
+          k.value("release", "?"), k.value("kaslr_slide", "?"), sem.value("processes", 0),
+          sem.value("modules", 0), sem.value("last_walk_ms", 0.0), sem.value("births", 0),
+          sem.value("exits", 0));
+    } else {
+      std::cout << fmt::format("guest: no kernel profile yet ({})\n", sem.value("waiting", "?"));
+    }
+  }
   std::cout << fmt::format("{:<18} {:>8} {:<11} {:>8}  {}\n", "SERVICE", "PID", "STATE", "RESTARTS",
                            "METRICS");
   for (const auto& s : out["services"]) {

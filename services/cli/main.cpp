@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
     if (inv->command == "vm") return cmd_vm(*inv);
     if (inv->command == "ram") return cmd_ram(*inv);
     if (inv->command == "ps" || inv->command == "modules" || inv->command == "kernel" ||
-        inv->command == "dmesg") {
+        inv->command == "dmesg" || inv->command == "maps" || inv->command == "regions") {
       return cmd_introspect(*inv);
     }
   } catch (const std::exception& e) {

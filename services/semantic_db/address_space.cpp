@@ -249,6 +249,56 @@ MappedRanges PageTableWalker::mapped_ranges(Gva begin, Gva end, std::size_t max_
   return std::move(w.out);
 }
 
+std::optional<KernelPgdCandidate> kernel_pgd_at(const shared::RamView& ram, Gpa pgd) {
+  if (pgd.value & (k4KiB - 1)) return std::nullopt;
+  auto pagep = ram.at(pgd, k4KiB);
+  if (!pagep) return std::nullopt;
+  const uint8_t* page = *pagep;
+  const uint64_t e511 = load_u64(page + 511 * 8);
+  if ((e511 & (kPtePresent | kPtePageSize)) != kPtePresent) return std::nullopt;
+  auto e510 = entry_at(ram, e511 & kPteAddrMask, 510);
+  if (!e510 || (*e510 & (kPtePresent | kPtePageSize)) != kPtePresent) return std::nullopt;
+  auto pd = ram.at(Gpa(*e510 & kPteAddrMask), k4KiB);
+  if (!pd) return std::nullopt;
+  unsigned idx = 0;
+  std::optional<uint64_t> text_gpa;
+  for (; idx < 512; ++idx) {
+    if (load_u64(*pd + idx * 8ULL) & kPtePresent) {
+      text_gpa = pd_slot_gpa(ram, *pd, idx);
+      break;
+    }
+  }
+  if (!text_gpa || (*text_gpa & (k2MiB - 1)) != 0) return std::nullopt;
+  unsigned run = 1;
+  while (idx + run < 512) {
+    auto g = pd_slot_gpa(ram, *pd, idx + run);
+    if (!g || *g != *text_gpa + run * k2MiB) break;
+    ++run;
+  }
+  if (run < 2) return std::nullopt;
+  KernelPgdCandidate c;
+  c.pgd = pgd;
+  c.text_gva = Gva(kStartKernelMap + idx * k2MiB);
+  c.text_gpa = Gpa(*text_gpa);
+  c.image_mapped_bytes = run * k2MiB;
+  c.user_half_empty = true;
+  for (unsigned k = 0; k < 256 && c.user_half_empty; ++k) {
+    c.user_half_empty = load_u64(page + k * 8ULL) == 0;
+  }
+  c.inside_own_image =
+      c.pgd.value >= c.text_gpa.value && c.pgd.value - c.text_gpa.value < c.image_mapped_bytes;
+  return c;
+}
+
+std::optional<KernelPgdCandidate> kernel_pgd_from_cr3(const shared::RamView& ram, uint64_t cr3) {
+  const uint64_t pgd = cr3 & kPteAddrMask;
+  if (auto c = kernel_pgd_at(ram, Gpa(pgd))) return c;
+  // Page-table isolation: in user mode CR3 holds the user copy, the odd 4 KiB page of an
+  // 8 KiB-aligned pair whose even page is the kernel's (arch/x86/mm/pti.c).
+  if (pgd & k4KiB) return kernel_pgd_at(ram, Gpa(pgd & ~k4KiB));
+  return std::nullopt;
+}
+
 std::vector<KernelPgdCandidate> scan_kernel_pgds(const shared::RamView& ram,
                                                  std::size_t max_candidates) {
   std::vector<KernelPgdCandidate> out;
@@ -260,41 +310,12 @@ std::vector<KernelPgdCandidate> scan_kernel_pgds(const shared::RamView& ram,
     if (!base) continue;
     const uint64_t n_pages = (end - first) / k4KiB;
     for (uint64_t i = 0; i < n_pages; ++i) {
-      const uint8_t* page = *base + i * k4KiB;
-      const uint64_t e511 = load_u64(page + 511 * 8);
+      // Cheap prefilter (one load per page) before the full check.
+      const uint64_t e511 = load_u64(*base + i * k4KiB + 511 * 8);
       if ((e511 & (kPtePresent | kPtePageSize)) != kPtePresent) continue;
-      auto e510 = entry_at(ram, e511 & kPteAddrMask, 510);
-      if (!e510 || (*e510 & (kPtePresent | kPtePageSize)) != kPtePresent) continue;
-      auto pd = ram.at(Gpa(*e510 & kPteAddrMask), k4KiB);
-      if (!pd) continue;
-      unsigned idx = 0;
-      std::optional<uint64_t> text_gpa;
-      for (; idx < 512; ++idx) {
-        if (load_u64(*pd + idx * 8ULL) & kPtePresent) {
-          text_gpa = pd_slot_gpa(ram, *pd, idx);
-          break;
-        }
-      }
-      if (!text_gpa || (*text_gpa & (k2MiB - 1)) != 0) continue;
-      unsigned run = 1;
-      while (idx + run < 512) {
-        auto g = pd_slot_gpa(ram, *pd, idx + run);
-        if (!g || *g != *text_gpa + run * k2MiB) break;
-        ++run;
-      }
-      if (run < 2) continue;
-      KernelPgdCandidate c;
-      c.pgd = Gpa(first + i * k4KiB);
-      c.text_gva = Gva(kStartKernelMap + idx * k2MiB);
-      c.text_gpa = Gpa(*text_gpa);
-      c.image_mapped_bytes = run * k2MiB;
-      c.user_half_empty = true;
-      for (unsigned k = 0; k < 256 && c.user_half_empty; ++k) {
-        c.user_half_empty = load_u64(page + k * 8ULL) == 0;
-      }
-      c.inside_own_image =
-          c.pgd.value >= c.text_gpa.value && c.pgd.value - c.text_gpa.value < c.image_mapped_bytes;
-      out.push_back(c);
+      auto c = kernel_pgd_at(ram, Gpa(first + i * k4KiB));
+      if (!c) continue;
+      out.push_back(*c);
       if (out.size() >= max_candidates) return out;
     }
   }

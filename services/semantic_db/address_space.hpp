@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -122,6 +123,18 @@ struct KernelPgdCandidate {
   bool user_half_empty = false;     // PML4 entries 0..255 all zero (a kernel-only PGD)
   bool inside_own_image = false;    // pgd lies in [text_gpa, +image_mapped_bytes): init_top_pgt
 };
+
+// Checks one PML4 page as scan_kernel_pgds() does. nullopt when it does not map a kernel
+// image (or lies outside RAM, or is not page-aligned).
+[[nodiscard]] std::optional<KernelPgdCandidate> kernel_pgd_at(const shared::RamView& ram, Gpa pgd);
+
+// The kernel PGD behind a vCPU's CR3 (from the hypervisor: QMP `info registers`): CR3's
+// PML4 if it maps the kernel image, else, under page-table isolation (CR3 bit 12 set: the
+// user copy), its even 8 KiB partner. nullopt when neither maps a kernel (a vCPU still in
+// firmware or real mode). This names the running kernel without trusting anything stale in
+// RAM (after a warm reset the previous boot's page tables and VMCOREINFO are still there).
+[[nodiscard]] std::optional<KernelPgdCandidate> kernel_pgd_from_cr3(const shared::RamView& ram,
+                                                                    uint64_t cr3);
 
 // Scans every 4 KiB page of guest RAM for a PML4 whose entry 511 -> PDPT entry 510 -> PD maps
 // 2 MiB-aligned physical memory contiguously (at least 4 MiB) from its first present slot:

@@ -1,12 +1,14 @@
 #include "services/semantic_db/introspect.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <unordered_set>
 
 #include "services/semantic_db/address_space.hpp"
 #include "services/semantic_db/kernel_image.hpp"
+#include "services/semantic_db/profile_cache.hpp"
 
 namespace glassbox::semantic_db {
 namespace {
@@ -54,15 +56,52 @@ std::string task_state_letter(uint32_t state, uint32_t exit_state) {
   return "R";
 }
 
-Result<KernelProfile> build_profile(const shared::RamView& ram, const std::string& kernel_image) {
+Result<KernelProfile> build_profile(const shared::RamView& ram, const std::string& kernel_image,
+                                    ProfileCache* cache, std::optional<uint64_t> live_cr3) {
   KernelProfile p;
-  auto vmci = find_vmcoreinfo(ram);
+  auto t_stage = std::chrono::steady_clock::now();
+  auto stage_done = [&](const char* name) {
+    const auto now = std::chrono::steady_clock::now();
+    p.stage_ms.emplace_back(name, std::chrono::duration<double, std::milli>(now - t_stage).count());
+    t_stage = now;
+  };
+  KernelBaseOptions base_options;
+  std::optional<uint64_t> want_slide;
+  if (live_cr3) {
+    auto live = kernel_pgd_from_cr3(ram, *live_cr3);
+    if (!live) {
+      return fail(Errc::kNotFound,
+                  "the vCPU's CR3 " + hex(*live_cr3) + " maps no kernel image (yet)");
+    }
+    base_options.live_pgd = live->pgd;
+    want_slide = live->text_gva.value - kUnslidTextVa;
+  }
+  auto vmci = find_vmcoreinfo(ram, want_slide);
+  stage_done("vmcoreinfo");
   if (vmci) p.vmcoreinfo = std::move(*vmci);
-  auto base = find_kernel_base(ram, p.vmcoreinfo ? &*p.vmcoreinfo : nullptr);
+  auto base = find_kernel_base(ram, p.vmcoreinfo ? &*p.vmcoreinfo : nullptr, base_options);
   if (!base) return fail(Errc::kNotFound, "no Linux kernel found in RAM: " + base.error().message);
   p.base = std::move(*base);
+  stage_done("kernel-base");
   p.release = p.base.release;
   p.sources = p.base.sources;
+  if (p.vmcoreinfo) p.build_id = p.vmcoreinfo->build_id;
+
+  if (cache && !p.build_id.empty()) {
+    auto hit = cache->lookup(p.build_id, p.release, p.base.text_gva.value);
+    if (hit && *hit) {
+      auto text = (*hit)->symbols.address_of("_text");
+      if (text && *text == p.base.text_gva.value) {
+        p.offsets = (*hit)->offsets;
+        p.symbols = std::make_unique<Symbols>(std::move((*hit)->symbols));
+        p.sources.push_back("profile-cache");
+        p.from_cache = true;
+        stage_done("profile-cache");
+        return p;
+      }
+    }
+    stage_done("profile-cache-miss");
+  }
 
   std::optional<std::vector<uint8_t>> vmlinux;
   auto load_image = [&]() -> Result<void> {
@@ -93,6 +132,7 @@ Result<KernelProfile> build_profile(const shared::RamView& ram, const std::strin
     return fail(Errc::kNotFound, "no BTF in guest RAM (" + t.error().message +
                                      "); pass the kernel image with --kernel");
   }
+  stage_done("btf");
   auto offsets = KernelOffsets::resolve(*p.types);
   if (!offsets) return tl::unexpected(offsets.error());
   p.offsets = *offsets;
@@ -128,7 +168,51 @@ Result<KernelProfile> build_profile(const shared::RamView& ram, const std::strin
   }
   p.symbols = std::make_unique<Symbols>(std::move(*syms));
   p.sources.push_back("kallsyms:ram");
+  stage_done("kallsyms");
+  if (cache && !p.build_id.empty()) {
+    // A cache that cannot be written costs the next run time, not this answer.
+    (void)cache->store(p.build_id, p.release, p.offsets, *p.symbols, p.base.text_gva.value);
+    stage_done("profile-cache-store");
+  }
   return p;
+}
+
+KernelInfo read_kernel_info(const shared::RamView& ram, const KernelProfile& profile) {
+  KernelInfo info;
+  auto kas = KernelAddressSpace::create(ram, profile.base);
+  if (!kas) {
+    info.warnings.push_back("kernel address space: " + kas.error().message);
+    return info;
+  }
+  const auto& u = profile.offsets.new_utsname;
+  auto read_string = [&](uint64_t va, size_t max, const char* what) -> std::string {
+    std::vector<uint8_t> b(max + 1, 0);
+    auto n = kas->read_virtual(Gva(va), std::span<uint8_t>(b.data(), max));
+    if (!n || *n == 0) {
+      info.warnings.push_back(std::string(what) + " unreadable at " + hex(va));
+      return {};
+    }
+    return sanitize(b.data(), *n);
+  };
+  if (auto uts = profile.symbols->address_of("init_uts_ns")) {
+    const uint64_t name = *uts + profile.offsets.uts_namespace.name;
+    const size_t field = u.field_size ? u.field_size : 65;
+    info.release = read_string(name + u.release, field, "utsname.release");
+    info.version = read_string(name + u.version, field, "utsname.version");
+    info.machine = read_string(name + u.machine, field, "utsname.machine");
+  } else {
+    info.warnings.push_back(uts.error().message);
+  }
+  if (auto cl = profile.symbols->address_of("saved_command_line")) {
+    if (auto ptr = kas->read_u64(Gva(*cl))) {
+      info.cmdline = read_string(*ptr, 4096, "saved_command_line");
+    } else {
+      info.warnings.push_back("saved_command_line pointer unreadable");
+    }
+  } else {
+    info.warnings.push_back(cl.error().message);
+  }
+  return info;
 }
 
 Result<ProcessList> list_processes(const shared::RamView& ram, const KernelProfile& profile) {
@@ -176,6 +260,10 @@ Result<ProcessList> list_processes(const shared::RamView& ram, const KernelProfi
     r.start_time_ns = field<uint64_t>(buf, ts.start_time);
     const uint64_t cred = field<uint64_t>(buf, ts.real_cred);
     if (auto uid = read_i32(cred + profile.offsets.cred.uid)) r.uid = static_cast<uint32_t>(*uid);
+    const uint64_t signal = field<uint64_t>(buf, ts.signal);
+    if (auto nr = read_i32(signal + profile.offsets.signal_struct.nr_threads); nr && *nr > 0) {
+      r.threads = *nr;
+    }
     out.processes.push_back(std::move(r));
     // Next task: tasks.next points at the next task's `tasks` member.
     const uint64_t next = field<uint64_t>(buf, ts.tasks + profile.offsets.list_head.next);

@@ -28,25 +28,54 @@ namespace glassbox::semantic_db {
 inline constexpr size_t kMaxTasks = 1 << 16;
 inline constexpr size_t kMaxModules = 4096;
 
+class ProfileCache;
+
 struct KernelProfile {
   std::optional<Vmcoreinfo> vmcoreinfo;
   KernelBase base;
-  std::unique_ptr<KernelTypes> types;
+  std::unique_ptr<KernelTypes> types;  // null when the profile came from the profile cache
   KernelOffsets offsets;
   std::unique_ptr<Symbols> symbols;  // run-time addresses
   std::vector<std::string>
       sources;  // e.g. "vmcoreinfo", "banner", "pgd-scan", "btf:ram", "kallsyms:ram"
   std::string release;
+  std::string build_id;  // VMCOREINFO BUILD-ID (hex), empty when the kernel does not say
+  bool from_cache = false;
+  // Wall time of each stage of build_profile(), in order ("vmcoreinfo", "kernel-base",
+  // "btf", "kallsyms", ...), milliseconds.
+  std::vector<std::pair<std::string, double>> stage_ms;
 };
 
 // Builds the profile from `ram`, and from `kernel_image` (a bzImage path) when not empty:
-// BTF and kallsyms are taken from RAM first and from the image as a fallback.
+// BTF is taken from RAM first and from the image as a fallback; kallsyms from the running
+// kernel's image in RAM. With `cache`, a kernel whose VMCOREINFO names a BUILD-ID is looked
+// up first (offsets and symbols reused, "profile-cache" in sources; VMCOREINFO and the
+// kernel base are always read from this RAM) and stored after a full build. A cache that
+// fails (unreadable, malformed entry) is ignored: the profile is built from RAM.
 // Errors: kNotFound naming the missing piece (no kernel found, no BTF, no kallsyms).
-Result<KernelProfile> build_profile(const shared::RamView& ram, const std::string& kernel_image);
+// With `live_cr3` (a vCPU's CR3 from the hypervisor, live VMs only), the running kernel is
+// the one that CR3's page tables map (kernel_pgd_from_cr3()); VMCOREINFO copies of other
+// boots are ignored and "cr3" joins the sources. Errors then also kNotFound when that CR3
+// maps no kernel yet (firmware, early boot) or RAM has no VMCOREINFO of this boot yet.
+Result<KernelProfile> build_profile(const shared::RamView& ram, const std::string& kernel_image,
+                                    ProfileCache* cache = nullptr,
+                                    std::optional<uint64_t> live_cr3 = std::nullopt);
 
 struct Walk {
   std::vector<std::string> warnings;  // what was cut short, and why
 };
+
+// What `uname -a` and /proc/cmdline would say, read from the running kernel.
+struct KernelInfo : Walk {
+  std::string release;  // init_uts_ns.name.release
+  std::string version;  // init_uts_ns.name.version ("#1 SMP PREEMPT_DYNAMIC Debian ...")
+  std::string machine;  // "x86_64"
+  std::string cmdline;  // saved_command_line, <= 4096 bytes
+};
+
+// Reads utsname and the boot command line. Never fails: unreadable fields are empty, with
+// a warning each.
+KernelInfo read_kernel_info(const shared::RamView& ram, const KernelProfile& profile);
 
 struct ProcessList : Walk {
   std::vector<ProcessRecord> processes;  // ordered by pid

@@ -291,21 +291,58 @@ Result<Symbols> Symbols::parse(std::span<const uint8_t> b, uint64_t base) {
           &out.layout_.seqs_of_names_pos, &out.layout_.token_index_pos}) {
       if (*f != 0 || f != &out.layout_.seqs_of_names_pos) *f += base;
     }
-    out.by_addr_ = std::move(*syms);
-    std::stable_sort(out.by_addr_.begin(), out.by_addr_.end(),
-                     [](const KernelSymbol& a, const KernelSymbol& c) { return a.addr < c.addr; });
-    out.by_name_.resize(out.by_addr_.size());
-    for (uint32_t i = 0; i < out.by_name_.size(); ++i) out.by_name_[i] = i;
-    const auto& v = out.by_addr_;
-    auto is_global = [](char t) { return t >= 'A' && t <= 'Z'; };
-    std::sort(out.by_name_.begin(), out.by_name_.end(), [&](uint32_t a, uint32_t c) {
-      if (int r = v[a].name.compare(v[c].name); r != 0) return r < 0;
-      if (is_global(v[a].type) != is_global(v[c].type)) return is_global(v[a].type);
-      return a < c;
-    });
+    out.index(std::move(*syms));
     return out;
   }
   return fail(Errc::kNotFound, last_error);
+}
+
+void Symbols::index(std::vector<KernelSymbol> symbols) {
+  by_addr_ = std::move(symbols);
+  std::stable_sort(by_addr_.begin(), by_addr_.end(),
+                   [](const KernelSymbol& a, const KernelSymbol& c) { return a.addr < c.addr; });
+  by_name_.resize(by_addr_.size());
+  for (uint32_t i = 0; i < by_name_.size(); ++i) by_name_[i] = i;
+  const auto& v = by_addr_;
+  auto is_global = [](char t) { return t >= 'A' && t <= 'Z'; };
+  std::sort(by_name_.begin(), by_name_.end(), [&](uint32_t a, uint32_t c) {
+    if (int r = v[a].name.compare(v[c].name); r != 0) return r < 0;
+    if (is_global(v[a].type) != is_global(v[c].type)) return is_global(v[a].type);
+    return a < c;
+  });
+}
+
+Symbols Symbols::from_symbols(std::vector<KernelSymbol> symbols) {
+  Symbols out;
+  if (symbols.size() > kMaxKallsyms) symbols.resize(kMaxKallsyms);
+  out.index(std::move(symbols));
+  return out;
+}
+
+Result<Symbols> Symbols::from_indexed(std::vector<KernelSymbol> by_addr,
+                                      std::vector<uint32_t> by_name) {
+  const size_t n = by_addr.size();
+  if (n > kMaxKallsyms) return fail(Errc::kInvalidArgument, "kallsyms: too many symbols");
+  if (by_name.size() != n) return fail(Errc::kProtocol, "kallsyms: name index has another size");
+  for (size_t i = 1; i < n; ++i) {
+    if (by_addr[i - 1].addr > by_addr[i].addr) {
+      return fail(Errc::kProtocol,
+                  "kallsyms: symbols not sorted by address at " + std::to_string(i));
+    }
+  }
+  std::vector<bool> seen(n, false);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t k = by_name[i];
+    if (k >= n || seen[k]) return fail(Errc::kProtocol, "kallsyms: name index is no permutation");
+    seen[k] = true;
+    if (i > 0 && by_addr[by_name[i - 1]].name > by_addr[k].name) {
+      return fail(Errc::kProtocol, "kallsyms: name index not sorted at " + std::to_string(i));
+    }
+  }
+  Symbols out;
+  out.by_addr_ = std::move(by_addr);
+  out.by_name_ = std::move(by_name);
+  return out;
 }
 
 Result<Symbols> Symbols::from_ram(const shared::RamView& ram) {

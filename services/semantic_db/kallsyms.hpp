@@ -88,6 +88,19 @@ class Symbols {
   // Errors: kNotFound when no region holds the tables.
   [[nodiscard]] static Result<Symbols> from_ram(const shared::RamView& ram);
 
+  // A table from already-decoded symbols (a profile cache, a test): sorted and indexed as
+  // parse() does; at most kMaxKallsyms are kept. layout() is all zero.
+  [[nodiscard]] static Symbols from_symbols(std::vector<KernelSymbol> symbols);
+
+  // A table with its index already built (a profile cache written from by_addr() and
+  // by_name()): no sorting, only checks. `by_addr` must be sorted by address and `by_name` a
+  // permutation of its indices sorted by name. Cost: O(n) comparisons.
+  // Errors: kProtocol naming the first violated rule; kInvalidArgument above kMaxKallsyms.
+  [[nodiscard]] static Result<Symbols> from_indexed(std::vector<KernelSymbol> by_addr,
+                                                    std::vector<uint32_t> by_name);
+  // Indices into symbols() in name order (ties: the symbol address_of() prefers first).
+  const std::vector<uint32_t>& by_name() const noexcept { return by_name_; }
+
   // Address of `name`. With several symbols of that name (static functions), a global one
   // (upper-case type) wins, then the lowest address.
   // Errors: kNotFound "kallsyms: no symbol <name>".
@@ -110,6 +123,7 @@ class Symbols {
   const KallsymsLayout& layout() const noexcept { return layout_; }
 
  private:
+  void index(std::vector<KernelSymbol> symbols);
   std::vector<KernelSymbol> by_addr_;
   std::vector<uint32_t> by_name_;  // indices into by_addr_, sorted by name then preference
   KallsymsLayout layout_;

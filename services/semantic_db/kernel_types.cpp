@@ -216,6 +216,15 @@ Result<KernelOffsets> KernelOffsets::resolve(const KernelTypes& kt) {
       missing.push_back(std::string("sizeof struct ") + s);
     }
   };
+  // Element count of an array of 8-byte elements (pointers, unsigned long).
+  auto n_u64 = [&](const char* s, const char* m, uint64_t& dst) {
+    uint64_t bytes = 0;
+    msize(s, m, bytes);
+    if (bytes != 0 && bytes % 8 != 0) {
+      missing.push_back(std::string("8-byte elements of ") + s + "." + m);
+    }
+    dst = bytes / 8;
+  };
   // Whichever of `names` exists first.
   auto off_any = [&](const char* s, std::initializer_list<const char*> names, uint64_t& dst,
                      uint64_t* size_dst) {
@@ -252,6 +261,8 @@ Result<KernelOffsets> KernelOffsets::resolve(const KernelTypes& kt) {
   off("task_struct", "group_leader", t.group_leader);
   off("task_struct", "flags", t.flags);
 
+  off("signal_struct", "nr_threads", o.signal_struct.nr_threads);
+
   off("cred", "uid", o.cred.uid);
   off("cred", "euid", o.cred.euid);
   off("cred", "gid", o.cred.gid);
@@ -265,6 +276,9 @@ Result<KernelOffsets> KernelOffsets::resolve(const KernelTypes& kt) {
   off("mm_struct", "env_start", mm.env_start);
   off("mm_struct", "env_end", mm.env_end);
   off("mm_struct", "exe_file", mm.exe_file);
+  off("mm_struct", "start_brk", mm.start_brk);
+  off("mm_struct", "brk", mm.brk);
+  off("mm_struct", "start_stack", mm.start_stack);
 
   off("maple_tree", "ma_root", o.maple_tree.ma_root);
   off("maple_tree", "ma_flags", o.maple_tree.ma_flags);
@@ -273,12 +287,19 @@ Result<KernelOffsets> KernelOffsets::resolve(const KernelTypes& kt) {
   off("maple_node", "slot", o.maple_node.slot);
   off("maple_node", "mr64", o.maple_node.mr64);
   off("maple_node", "ma64", o.maple_node.ma64);
+  n_u64("maple_node", "slot", o.maple_node.n_slots);
   off("maple_range_64", "pivot", o.maple_range_64.pivot);
   off("maple_range_64", "slot", o.maple_range_64.slot);
+  off("maple_range_64", "meta", o.maple_range_64.meta);
+  n_u64("maple_range_64", "slot", o.maple_range_64.n_slots);
+  n_u64("maple_range_64", "pivot", o.maple_range_64.n_pivots);
   off("maple_arange_64", "pivot", o.maple_arange_64.pivot);
   off("maple_arange_64", "slot", o.maple_arange_64.slot);
   off("maple_arange_64", "gap", o.maple_arange_64.gap);
   off("maple_arange_64", "meta", o.maple_arange_64.meta);
+  n_u64("maple_arange_64", "slot", o.maple_arange_64.n_slots);
+  n_u64("maple_arange_64", "pivot", o.maple_arange_64.n_pivots);
+  off("maple_metadata", "end", o.maple_metadata.end);
 
   auto& v = o.vm_area_struct;
   off("vm_area_struct", "vm_start", v.vm_start);
@@ -287,13 +308,33 @@ Result<KernelOffsets> KernelOffsets::resolve(const KernelTypes& kt) {
   off("vm_area_struct", "vm_file", v.vm_file);
   off("vm_area_struct", "vm_pgoff", v.vm_pgoff);
   off("vm_area_struct", "vm_mm", v.vm_mm);
+  off("vm_area_struct", "vm_ops", v.vm_ops);
+  off("vm_area_struct", "vm_private_data", v.vm_private_data);
+  if (kt.has_member("vm_area_struct", "anon_name")) {  // CONFIG_ANON_VMA_NAME
+    off("vm_area_struct", "anon_name", v.anon_name);
+    off("anon_vma_name", "name", o.anon_vma_name.name);
+  }
+  off("vm_special_mapping", "name", o.vm_special_mapping.name);
 
   off("file", "f_path", o.file.f_path);
+  off("file", "f_inode", o.file.f_inode);
+  off("inode", "i_ino", o.inode.i_ino);
+  off("inode", "i_sb", o.inode.i_sb);
+  off("super_block", "s_dev", o.super_block.s_dev);
   off("path", "mnt", o.path.mnt);
   off("path", "dentry", o.path.dentry);
+  off("vfsmount", "mnt_root", o.vfsmount.mnt_root);
+  off("mount", "mnt", o.mount.mnt);
+  off("mount", "mnt_parent", o.mount.mnt_parent);
+  off("mount", "mnt_mountpoint", o.mount.mnt_mountpoint);
   off("dentry", "d_name", o.dentry.d_name);
   off("dentry", "d_parent", o.dentry.d_parent);
   off("dentry", "d_iname", o.dentry.d_iname);
+  off("dentry", "d_hash", o.dentry.d_hash);
+  off("dentry", "d_inode", o.dentry.d_inode);
+  off("dentry", "d_op", o.dentry.d_op);
+  off("dentry_operations", "d_dname", o.dentry_operations.d_dname);
+  off("hlist_bl_node", "pprev", o.hlist_bl_node.pprev);
   off("qstr", "name", o.qstr.name);
   off("qstr", "len", o.qstr.len);
 

@@ -115,36 +115,78 @@ struct KernelOffsets {
              group_leader = 0, flags = 0;
   } task_struct;
   struct {
+    uint64_t nr_threads = 0;  // int: threads in the thread group (task_struct.signal)
+  } signal_struct;
+  struct {
     uint64_t uid = 0, euid = 0, gid = 0;
   } cred;
   struct {
     uint64_t pgd = 0, mm_mt = 0, start_code = 0, arg_start = 0, arg_end = 0, env_start = 0,
-             env_end = 0, exe_file = 0;
+             env_end = 0, exe_file = 0, start_brk = 0, brk = 0, start_stack = 0;
   } mm_struct;
   struct {
     uint64_t ma_root = 0, ma_flags = 0;
   } maple_tree;
+  // Maple tree nodes (lib/maple_tree.c). n_slots/n_pivots: element counts of the slot and
+  // pivot arrays, from their BTF sizes (6.1 on 64-bit: dense 31; range_64 16/15;
+  // arange_64 10/9).
   struct {
-    uint64_t size = 0, parent = 0, slot = 0, mr64 = 0, ma64 = 0;
+    uint64_t size = 0, parent = 0, slot = 0, mr64 = 0, ma64 = 0, n_slots = 0;
   } maple_node;
   struct {
-    uint64_t pivot = 0, slot = 0;
+    uint64_t pivot = 0, slot = 0, meta = 0,  // meta overlays the last slot (when not full)
+        n_slots = 0, n_pivots = 0;
   } maple_range_64;
   struct {
-    uint64_t pivot = 0, slot = 0, gap = 0, meta = 0;
+    uint64_t pivot = 0, slot = 0, gap = 0, meta = 0, n_slots = 0, n_pivots = 0;
   } maple_arange_64;
   struct {
-    uint64_t vm_start = 0, vm_end = 0, vm_flags = 0, vm_file = 0, vm_pgoff = 0, vm_mm = 0;
+    uint64_t end = 0;  // unsigned char: last used slot
+  } maple_metadata;
+  struct {
+    uint64_t vm_start = 0, vm_end = 0, vm_flags = 0, vm_file = 0, vm_pgoff = 0, vm_mm = 0,
+             vm_ops = 0, vm_private_data = 0;
+    // `anon_name` (struct anon_vma_name *; CONFIG_ANON_VMA_NAME): 0 when the kernel lacks it
+    // (optional: never listed as missing; offset 0 is vm_start, so 0 is unambiguous).
+    uint64_t anon_name = 0;
   } vm_area_struct;
   struct {
-    uint64_t f_path = 0;
+    uint64_t name = 0;  // char name[]; valid when vm_area_struct.anon_name is not 0
+  } anon_vma_name;
+  struct {
+    uint64_t name = 0;  // const char *
+  } vm_special_mapping;
+  struct {
+    uint64_t f_path = 0, f_inode = 0;
   } file;
+  struct {
+    uint64_t i_ino = 0,  // unsigned long
+        i_sb = 0;        // struct super_block *
+  } inode;
+  struct {
+    uint64_t s_dev = 0;  // dev_t (u32): major << 20 | minor
+  } super_block;
   struct {
     uint64_t mnt = 0, dentry = 0;
   } path;
   struct {
-    uint64_t d_name = 0, d_parent = 0, d_iname = 0;
+    uint64_t mnt_root = 0;  // struct dentry *
+  } vfsmount;
+  struct {
+    // struct mount (fs/mount.h) embeds `struct vfsmount mnt`: mount = vfsmount - mnt.
+    uint64_t mnt = 0, mnt_parent = 0, mnt_mountpoint = 0;
+  } mount;
+  struct {
+    uint64_t d_name = 0, d_parent = 0, d_iname = 0,
+             d_hash = 0,  // struct hlist_bl_node: pprev == NULL means unhashed
+        d_inode = 0, d_op = 0;
   } dentry;
+  struct {
+    uint64_t d_dname = 0;  // char *(*)(struct dentry *, char *, int)
+  } dentry_operations;
+  struct {
+    uint64_t pprev = 0;
+  } hlist_bl_node;
   struct {
     uint64_t name = 0, len = 0;  // len is a u32 inside an anonymous union (hash_len)
   } qstr;

@@ -35,6 +35,7 @@ struct ProcessRecord {
   uint32_t uid = 0;
   std::string state;           // "R", "S", "D", "T", "Z", "I", ...
   uint64_t start_time_ns = 0;  // task start_time (ns since boot): with pid, the identity
+  int32_t threads = 0;         // signal->nr_threads at the walk (not stored in the history)
 };
 
 struct ProcessRow : ProcessRecord {

@@ -245,7 +245,8 @@ Result<Vmcoreinfo> parse_vmcoreinfo(std::string_view text) {
   return v;
 }
 
-Result<Vmcoreinfo> find_vmcoreinfo(const shared::RamView& ram) {
+Result<Vmcoreinfo> find_vmcoreinfo(const shared::RamView& ram,
+                                   std::optional<uint64_t> want_kaslr_slide) {
   Scan scan;
   // Fast pass: page offsets 0 (vmcoreinfo_data) and 24 (vmcoreinfo_note's descriptor).
   for (const shared::RamRegion& region : ram.layout().regions()) {
@@ -297,6 +298,16 @@ Result<Vmcoreinfo> find_vmcoreinfo(const shared::RamView& ram) {
                       " candidates rejected";
     for (const std::string& r : scan.reasons) msg += "; " + r;
     return fail(Errc::kNotFound, msg + ")");
+  }
+  if (want_kaslr_slide) {
+    const size_t before = scan.good.size();
+    std::erase_if(scan.good,
+                  [&](const Vmcoreinfo& v) { return v.kernel_offset != want_kaslr_slide; });
+    if (scan.good.empty()) {
+      return fail(Errc::kNotFound, "no VMCOREINFO for the running kernel (slide " +
+                                       hex(*want_kaslr_slide) + "; " + std::to_string(before) +
+                                       " copies of other boots)");
+    }
   }
   auto best = std::min_element(scan.good.begin(), scan.good.end(),
                                [](const Vmcoreinfo& a, const Vmcoreinfo& b) {
@@ -392,10 +403,25 @@ Result<KernelBase> find_kernel_base(const shared::RamView& ram, const Vmcoreinfo
     kb.notes.push_back("vmcoreinfo: not available");
   }
 
-  // Page-table scan.
+  // Page-table scan, or the live vCPU's PGD.
   bool pgd_agrees = false;
-  const auto cands = scan_kernel_pgds(ram);
-  const auto best = pick(cands, have ? std::optional<Gpa>(kb.kernel_pgd) : std::nullopt);
+  std::optional<KernelPgdCandidate> best;
+  const char* pgd_source = "pgd-scan";
+  if (options.live_pgd) {
+    best = kernel_pgd_at(ram, *options.live_pgd);
+    pgd_source = "cr3";
+    if (!best) {
+      return fail(Errc::kNotFound, "the live vCPU's PGD at gpa " + hex(options.live_pgd->value) +
+                                       " maps no kernel image");
+    }
+    if (have && (best->text_gva != kb.text_gva || best->text_gpa != kb.text_gpa)) {
+      return fail(Errc::kNotFound, "VMCOREINFO belongs to another boot: it places _text at " +
+                                       hex(kb.text_gva.value) + ", the running kernel (CR3) at " +
+                                       hex(best->text_gva.value));
+    }
+  } else {
+    best = pick(scan_kernel_pgds(ram), have ? std::optional<Gpa>(kb.kernel_pgd) : std::nullopt);
+  }
   if (!best) {
     kb.notes.push_back("pgd-scan: no PML4 maps the kernel image");
   } else if (have) {
@@ -486,7 +512,7 @@ Result<KernelBase> find_kernel_base(const shared::RamView& ram, const Vmcoreinfo
   } else {
     kb.notes.push_back(banner_note);
   }
-  if (pgd_agrees) kb.sources.push_back("pgd-scan");
+  if (pgd_agrees) kb.sources.push_back(pgd_source);
   return kb;
 }
 

@@ -89,7 +89,11 @@ struct Vmcoreinfo {
 // copies) fail these checks. Among good copies the ELF-note copy wins, then the lowest gpa.
 // Cost: the fast pass touches one cache line per page (about 1-5 ms for 256 MiB here).
 // Errors: kNotFound "no consistent VMCOREINFO in guest RAM (N candidates rejected: ...)".
-[[nodiscard]] Result<Vmcoreinfo> find_vmcoreinfo(const shared::RamView& ram);
+// With `want_kaslr_slide` (the running kernel's slide, known from a live CR3), only copies
+// whose KERNELOFFSET equals it count: after a warm reset the previous boot's copy is still
+// in RAM. Errors then also kNotFound "no VMCOREINFO for the running kernel (slide 0x...)".
+[[nodiscard]] Result<Vmcoreinfo> find_vmcoreinfo(
+    const shared::RamView& ram, std::optional<uint64_t> want_kaslr_slide = std::nullopt);
 
 // Where the kernel sits, and which independent sources agreed on it.
 struct KernelBase {
@@ -124,6 +128,10 @@ struct KernelBaseOptions {
   // independent physical source: text_gpa = banner_gpa - offset. Without it the banner only
   // confirms the release and that the kernel's page tables map it inside the image.
   std::optional<uint64_t> banner_offset_in_image;
+  // The running kernel's PGD (kernel_pgd_from_cr3() of a live vCPU's CR3). With it, that PGD
+  // replaces the RAM-wide scan ("cr3" in sources instead of "pgd-scan"), and VMCOREINFO must
+  // agree with it.
+  std::optional<Gpa> live_pgd;
 };
 
 // Determines the KASLR placement of the kernel.

@@ -18,6 +18,7 @@
 
 #include "events_generated.h"
 #include "frame_generated.h"
+#include "services/vm_supervisor/cpu_state.hpp"
 #include "services/vm_supervisor/input_encoding.hpp"
 #include "services/vm_supervisor/kvm_probe.hpp"
 #include "services/vm_supervisor/qemu_command.hpp"
@@ -108,6 +109,7 @@ struct Supervisor::Impl {
 
   // gpa <-> RAM-file map of the current boot, from `info mtree -f`.
   std::vector<VmStatusFields::Range> ram_layout;
+  std::vector<VcpuRegisters> vcpus_reply;  // set by GetVcpus for its own reply only
 
   // Serial console tail.
   int serial_fd = -1;
@@ -659,6 +661,15 @@ struct Supervisor::Impl {
       }
       case C::GetRamLayout:
         return refresh_ram_layout();
+      case C::GetVcpus: {
+        GB_TRY(need_qmp());
+        auto text = qmp->human_monitor_command("info registers -a");
+        if (!text) return tl::unexpected(text.error());
+        auto regs = parse_info_registers(*text);
+        if (!regs) return tl::unexpected(regs.error());
+        vcpus_reply = std::move(*regs);
+        return {};
+      }
       case C::input_InputBatch: {
         const auto* b = req.command_as_input_InputBatch();
         auto events = input_batch_to_qmp(*b, [this](int& w, int& h) { return screen_size(w, h); });
@@ -683,7 +694,10 @@ struct Supervisor::Impl {
     auto r = handle(**req);
     const bool with_service = (*req)->command_type() == fb::vm::Command::common_GetStatus;
     if (!r) return build_vm_reply(r.error(), status_fields(), with_service);
-    return build_vm_reply(std::nullopt, status_fields(), with_service);
+    auto fields = status_fields();
+    fields.vcpus = std::move(vcpus_reply);
+    vcpus_reply.clear();
+    return build_vm_reply(std::nullopt, fields, with_service);
   }
 };
 

@@ -39,12 +39,20 @@ shared::Bytes build_vm_reply(const std::optional<Error>& error, const VmStatusFi
     ranges.push_back(fb::vm::CreateRamRange(fbb, r.gpa, r.size_bytes, r.file_offset));
   }
   auto layout = fbb.CreateVector(ranges);
+  flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<fb::vm::Vcpu>>> vcpus;
+  if (!s.vcpus.empty()) {
+    std::vector<flatbuffers::Offset<fb::vm::Vcpu>> v;
+    for (const auto& c : s.vcpus) {
+      v.push_back(fb::vm::CreateVcpu(fbb, c.index, c.pc, c.cr3, c.cpl, c.halted, c.long_mode));
+    }
+    vcpus = fbb.CreateVector(v);
+  }
   auto status = fb::vm::CreateVmStatus(
       fbb, s.state, s.ready, s.accel, fbb.CreateString(s.accel_reason), s.qemu_pid,
       s.boot_to_ready_s, s.boots, s.vm_restarts, s.screen_width, s.screen_height,
       s.frames_published, s.serial_lines, fbb.CreateString(s.ram_path), s.ram_size_bytes,
       fbb.CreateString(s.qmp_socket), fbb.CreateString(s.vnc_socket),
-      fbb.CreateString(s.serial_log), layout);
+      fbb.CreateString(s.serial_log), layout, vcpus);
   flatbuffers::Offset<fb::health::ServiceStatus> svc;
   if (with_service) svc = shared::build_service_status(fbb, s.service);
   auto reply = fb::vm::CreateVmReply(fbb, err, status, svc);

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "services/vm_supervisor/cpu_state.hpp"
 #include "shared/bus.hpp"
 #include "shared/health.hpp"
 #include "shared/result.hpp"
@@ -37,7 +38,8 @@ struct VmStatusFields {
   struct Range {
     uint64_t gpa, size_bytes, file_offset;
   };
-  std::vector<Range> ram_layout;  // gpa <-> RAM-file map of the current boot; empty if unknown
+  std::vector<Range> ram_layout;     // gpa <-> RAM-file map of the current boot; empty if unknown
+  std::vector<VcpuRegisters> vcpus;  // only in the reply to GetVcpus
   shared::ServiceStatusFields service;
 };
 

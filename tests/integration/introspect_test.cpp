@@ -1,15 +1,22 @@
 // Introspection integration tests: the reference guest prints its own view from /proc (ps,
-// /proc/modules) on the serial console; glassbox recovers the same from raw guest RAM (live
-// through a RamMirror, and offline from a dump) with KASLR on, and again after a reset (a
-// second KASLR slide).
+// /proc/modules, dmesg, /proc/PID/maps, /proc/cmdline, uname) on the serial console;
+// glassbox recovers the same from raw guest RAM (live through glassbox-semantic-db, and
+// offline from a dump) with KASLR on, and again after a reset (a second KASLR slide).
+// semantic-db's events (births and exits on the bus) and history (SQLite) are checked
+// against a process the test starts in the guest.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <random>
 #include <set>
 #include <sstream>
+#include <thread>
 
+#include "events_generated.h"
+#include "shared/bus.hpp"
 #include "tests/integration/harness.hpp"
 
 namespace glassbox::itest {
@@ -61,6 +68,14 @@ std::vector<std::string> guest_run(Instance& inst, const std::string& command,
       },
       60s);
   return lines;
+}
+
+std::string fmt_line(uint64_t start, uint64_t end, const std::string& perms, uint64_t offset,
+                     uint64_t inode, const std::string& path) {
+  std::ostringstream o;
+  o << std::hex << start << "-" << end << " " << perms << " " << offset << std::dec << " " << inode
+    << " " << path;
+  return o.str();
 }
 
 std::map<int, Task> parse_guest_ps(const std::vector<std::string>& lines) {
@@ -201,6 +216,135 @@ TEST_F(IntrospectTest, LiveProcessesAndModulesMatchTheGuestAcrossTwoKaslrSlides)
   check_processes_and_modules("B");
 }
 
+nlohmann::json json_of(const CommandResult& r) {
+  const auto first = r.output.find('{'), last = r.output.rfind('}');
+  if (first == std::string::npos || last == std::string::npos) return nullptr;
+  return nlohmann::json::parse(r.output.substr(first, last - first + 1), nullptr, false);
+}
+
+uint64_t hex_value(const std::string& s) { return std::stoull(s, nullptr, 16); }
+
+TEST_F(IntrospectTest, KernelInfoMatchesTheGuestsUnameAndCmdline) {
+  auto guest = guest_run(*instance_, "{ cat /proc/cmdline; uname -v; }", "KI");
+  ASSERT_EQ(guest.size(), 2u);
+  auto k = instance_->cli({"kernel", "--json"}, 120s);
+  ASSERT_EQ(k.exit_code, 0) << k.output;
+  auto j = json_of(k);
+  ASSERT_TRUE(j.is_object()) << k.output;
+  EXPECT_EQ(j["cmdline"], guest[0]);
+  EXPECT_EQ(j["version"], guest[1]);
+  EXPECT_EQ(j["build_id"].get<std::string>().size(), 40u) << "VMCOREINFO BUILD-ID (sha1 hex)";
+  auto st = instance_->status();
+  EXPECT_EQ(st["semantic"]["kernel"]["release"], "6.1.0-56-amd64") << st.dump();
+}
+
+// Every /proc/PID/maps line of four workloads, column by column (no device column), among
+// them gb-manymaps (~600 VMAs: a multi-level maple tree, a memfd, a file on another mount,
+// shared /dev/zero), and the
+// guest-physical page behind gb-physwrite's /dev/mem mapping: it maps the tick-counter page
+// at gpa 0x7010000 (orchestration/guest/workloads/gb-physwrite.c).
+TEST_F(IntrospectTest, MapsAndRegionsMatchTheGuestsProcPidMaps) {
+  auto guest = guest_run(
+      *instance_,
+      "for p in $(pidof gb-physwrite) $(pidof gb-sleeper) $(pidof gb-manymaps); do echo PID $p; "
+      "cat /proc/$p/maps; done",
+      "MAPS");
+  std::map<int, std::vector<std::string>> theirs;  // pid -> "start end perms offset inode path"
+  int pid = -1;
+  for (const auto& l : guest) {
+    std::istringstream in(l);
+    std::string range, perms, offset, dev, inode, path;
+    if (l.rfind("PID ", 0) == 0) {
+      pid = std::stoi(l.substr(4));
+      continue;
+    }
+    if (!(in >> range >> perms >> offset >> dev >> inode)) continue;
+    std::getline(in, path);
+    path.erase(0, path.find_first_not_of(' '));
+    const auto dash = range.find('-');
+    theirs[pid].push_back(fmt_line(hex_value(range.substr(0, dash)),
+                                   hex_value(range.substr(dash + 1)), perms, hex_value(offset),
+                                   std::stoull(inode), path));
+  }
+  ASSERT_GE(theirs.size(), 4u) << "gb-physwrite, two gb-sleepers and gb-manymaps";
+  size_t most = 0;
+  for (const auto& [p, lines] : theirs) most = std::max(most, lines.size());
+  EXPECT_GT(most, 500u) << "gb-manymaps should have ~600 VMAs (a multi-level maple tree)";
+  int physwrite = -1;
+  uint64_t devmem_start = 0, devmem_end = 0;
+  for (const auto& [p, lines] : theirs) {
+    auto r = instance_->cli({"maps", std::to_string(p), "--json"}, 120s);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto j = json_of(r);
+    ASSERT_TRUE(j.is_object()) << r.output;
+    std::vector<std::string> ours;
+    for (const auto& v : j["vmas"]) {
+      ours.push_back(fmt_line(hex_value(v["start"]), hex_value(v["end"]), v["perms"],
+                              v["offset"].get<uint64_t>(), v["inode"].get<uint64_t>(), v["path"]));
+      if (v["path"] == "/dev/mem") {
+        physwrite = p;
+        devmem_start = hex_value(v["start"]);
+        devmem_end = hex_value(v["end"]);
+      }
+    }
+    EXPECT_EQ(ours, lines) << "pid " << p;
+  }
+  ASSERT_GT(physwrite, 0) << "no /dev/mem mapping seen";
+
+  auto r = instance_->cli({"regions", "--json"}, 120s);
+  ASSERT_EQ(r.exit_code, 0) << r.output.substr(0, 2000);
+  auto j = json_of(r);
+  ASSERT_TRUE(j.is_object());
+  bool found = false;
+  for (const auto& p : j["processes"]) {
+    if (p["pid"] != physwrite) continue;
+    for (const auto& range : p["ranges"]) {
+      const uint64_t gva = hex_value(range["gva"]), gpa = hex_value(range["gpa"]);
+      const uint64_t size = range["size"].get<uint64_t>();
+      if (gva >= devmem_start && gva < devmem_end && gpa <= 0x7010000 && 0x7010000 < gpa + size) {
+        found = true;
+      }
+    }
+  }
+  EXPECT_TRUE(found) << "gb-physwrite's /dev/mem page does not map gpa 0x7010000";
+}
+
+// A process started in the guest is announced on the bus when born and when gone, and the
+// history (SQLite) keeps it after its exit.
+TEST_F(IntrospectTest, BirthAndExitArePublishedAndKeptInTheHistory) {
+  auto sub = shared::EventSubscriber::connect("ipc://" + instance_->state_dir() + "/bus-out.sock",
+                                              {"semantic.process"});
+  ASSERT_TRUE(sub) << sub.error().message;
+  std::this_thread::sleep_for(300ms);  // let the subscription reach the proxy
+  guest_run(*instance_, "sleep 3", "SLEEP");
+  int born = -1;
+  bool exited = false;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < deadline && !exited) {
+    auto e = (*sub)->receive(500ms);
+    ASSERT_TRUE(e) << e.error().message;
+    if (!*e) continue;
+    const auto* ev = schema::events::GetEvent((*e)->event.data());
+    const auto* pe = ev->body_as_ProcessEvent();
+    ASSERT_NE(pe, nullptr);
+    const std::string comm = pe->comm() ? pe->comm()->str() : "";
+    if (comm != "sleep") continue;
+    if (pe->change() == schema::events::ProcessChange::Born) born = pe->pid();
+    if (pe->change() == schema::events::ProcessChange::Exited && pe->pid() == born) exited = true;
+  }
+  ASSERT_GT(born, 0) << "no Born event for the guest's sleep";
+  EXPECT_TRUE(exited) << "no Exited event for pid " << born;
+
+  auto h = instance_->cli({"ps", "--history", "--json"}, 60s);
+  ASSERT_EQ(h.exit_code, 0) << h.output;
+  auto j = json_of(h);
+  bool kept = false;
+  for (const auto& p : j["processes"]) {
+    if (p["pid"] == born && p["comm"] == "sleep" && !p["exited_unix_ns"].is_null()) kept = true;
+  }
+  EXPECT_TRUE(kept) << "history lacks the exited sleep (pid " << born << ")";
+}
+
 TEST_F(IntrospectTest, OfflineDumpGivesTheSameAnswerAsLive) {
   const std::string dump = instance_->state_dir() + "/ps.lime";
   ASSERT_EQ(instance_->cli({"ram", "dump", dump, "--format", "lime", "--consistent"}).exit_code, 0);
@@ -218,6 +362,37 @@ TEST_F(IntrospectTest, OfflineDumpGivesTheSameAnswerAsLive) {
   auto kernel = instance_->cli({"kernel", "--ram", dump});
   EXPECT_EQ(kernel.exit_code, 0) << kernel.output;
   EXPECT_NE(kernel.output.find("kaslr_slide 0x"), std::string::npos);
+}
+
+// The benchmark (README figures) runs against this instance and a dump of it; figures are
+// reported, not asserted (tests/bench/introspect_bench.cpp).
+TEST_F(IntrospectTest, BenchmarkRunsOnADumpAndTheLiveService) {
+  const std::string dump = instance_->state_dir() + "/bench.raw";
+  ASSERT_EQ(instance_->cli({"ram", "dump", dump, "--format", "raw"}).exit_code, 0);
+  const std::string json = instance_->state_dir() + "/bench.json";
+  CommandResult r;
+  {
+    std::vector<std::string> args = {bin_dir() + "/glassbox-bench-introspect",
+                                     "--ram",
+                                     dump,
+                                     "--state-dir",
+                                     instance_->state_dir(),
+                                     "--runs",
+                                     "3",
+                                     "--json",
+                                     json};
+    std::string cmd;
+    for (const auto& a : args) cmd += "'" + a + "' ";
+    r.exit_code = std::system((cmd + "> " + json + ".out 2>&1").c_str());
+  }
+  ASSERT_EQ(r.exit_code, 0) << read_file(json + ".out");
+  auto j = nlohmann::json::parse(read_file(json), nullptr, false);
+  ASSERT_TRUE(j.is_object()) << read_file(json + ".out");
+  EXPECT_GT(j["offline"]["processes"].get<int>(), 40);
+  EXPECT_GT(j["offline"]["ps_profile_cache"]["median_ms"].get<double>(), 0);
+  EXPECT_GT(j["live"]["ps_query"]["median_ms"].get<double>(), 0);
+  std::cout << read_file(json + ".out");
+  std::remove(dump.c_str());
 }
 
 TEST_F(IntrospectTest, GarbageDumpIsAClearErrorNotACrash) {

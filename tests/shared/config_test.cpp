@@ -38,6 +38,12 @@ qemu = "/usr/bin/qemu-system-x86_64"
 extra_args = ["-rtc", "base=utc"]
 [screen]
 max_fps = 30
+[semantic]
+interval_ms = 250
+db = "/var/lib/gb/semantic.sqlite"
+profile_cache = "none"
+kernel = "/boot/vmlinuz"
+log_events = false
 [metrics]
 host = "0.0.0.0"
 base_port = 9400
@@ -63,6 +69,11 @@ roudi_config = "/etc/roudi.toml"
   EXPECT_EQ(c->metrics.base_port, 9400u);
   EXPECT_EQ(c->up.restart_backoff_max_ms, 500u);
   EXPECT_EQ(c->iceoryx.roudi_config, "/etc/roudi.toml");
+  EXPECT_EQ(c->semantic.interval_ms, 250u);
+  EXPECT_EQ(c->semantic.db, "/var/lib/gb/semantic.sqlite");
+  EXPECT_EQ(c->semantic.profile_cache, "none");
+  EXPECT_EQ(c->semantic.kernel, "/boot/vmlinuz");
+  EXPECT_FALSE(c->semantic.log_events);
 }
 
 TEST(ConfigTest, RejectsUnknownKeyNamingKeyAndFile) {
