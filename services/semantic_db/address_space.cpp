@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <unordered_set>
 #include <utility>
 
 namespace glassbox::semantic_db {
@@ -63,6 +64,8 @@ struct RangeWalk {
   std::size_t n_entries = 0;
   uint64_t path[4] = {};
   MappedRanges out;
+  bool skip_repeated = false;
+  std::unordered_set<uint64_t> seen_tables;
 
   void emit(uint64_t va, uint64_t gpa, uint64_t size, bool w, bool u, bool nx) {
     if (va < begin) {
@@ -98,6 +101,10 @@ struct RangeWalk {
         ++out.n_skipped_tables;
         return;
       }
+    }
+    if (skip_repeated && level > 0 && !seen_tables.insert(table).second) {
+      ++out.n_skipped_tables;
+      return;
     }
     path[level] = table;
     const unsigned shift = 39 - 9 * level;
@@ -242,10 +249,13 @@ Result<std::size_t> PageTableWalker::read_virtual(Gva va, std::span<uint8_t> out
 }
 
 MappedRanges PageTableWalker::mapped_ranges(Gva begin, Gva end, std::size_t max_ranges,
-                                            std::size_t max_entries) const {
+                                            std::size_t max_entries,
+                                            bool skip_repeated_tables) const {
   RangeWalk w{ram_, begin.value, end.value - 1, max_ranges, max_entries, 0, {}, {}};
+  w.skip_repeated = skip_repeated_tables;
   if (end.value != 0 && end.value <= begin.value) return {};
   w.visit(0, pml4_.value, 0, true, true, false);
+  w.out.n_entries = w.n_entries;
   return std::move(w.out);
 }
 

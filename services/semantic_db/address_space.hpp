@@ -80,6 +80,7 @@ struct MappedRanges {
   std::vector<MappedRange> ranges;   // sorted by va, merged (see MappedRange)
   bool truncated = false;            // a bound (max_ranges, max_entries) stopped the walk early
   std::size_t n_skipped_tables = 0;  // tables outside RAM or already on the walk path (cycles)
+  std::size_t n_entries = 0;         // table entries visited (what max_entries bounds)
 };
 
 // Walks the 4-level page tables rooted at `cr3`.
@@ -106,8 +107,13 @@ class PageTableWalker {
   // in va order, merged into runs. Bounded: at most `max_ranges` ranges and `max_entries`
   // table entries visited; a table that is already on the current walk path (a self-reference
   // or cycle) or outside RAM is skipped and counted. Never fails on guest data.
+  // With `skip_repeated_tables`, a lower-level table met a second time anywhere in the walk
+  // (not only on the current path) is skipped and counted: Linux never shares a table page
+  // inside one process's user half, and a hostile tree of aliased tables would otherwise make
+  // the walk cost 512^3 entries.
   [[nodiscard]] MappedRanges mapped_ranges(Gva begin, Gva end, std::size_t max_ranges = 65536,
-                                           std::size_t max_entries = 1u << 22) const;
+                                           std::size_t max_entries = 1u << 22,
+                                           bool skip_repeated_tables = false) const;
 
  private:
   const shared::RamView* ram_;

@@ -360,7 +360,16 @@ Result<KernelLog> read_kernel_log(const shared::RamView& ram, const KernelProfil
                                      std::to_string(*size_bits) + ")");
   }
   const uint64_t n_descs = 1ull << *count_bits, data_size = 1ull << *size_bits;
-  // The whole text ring at once (a few hundred KiB), then records are cut from it.
+  // The whole text ring at once (a few hundred KiB), then records are cut from it. Nothing is
+  // allocated for a ring that cannot be there: larger than guest RAM, or whose first or last
+  // byte does not translate.
+  if (data_size > ram.layout().file_size_bytes()) {
+    return fail(Errc::kProtocol, "printk text ring of " + std::to_string(data_size) +
+                                     " bytes is larger than guest RAM");
+  }
+  if (!kas->translate(Gva(*data)) || !kas->translate(Gva(*data + data_size - 1))) {
+    return fail(Errc::kOutOfRange, "printk text ring at " + hex(*data) + " is not mapped");
+  }
   std::vector<uint8_t> ring(data_size);
   auto got = kas->read_virtual(Gva(*data), ring);
   if (!got || *got != data_size) return fail(Errc::kOutOfRange, "printk text ring unreadable");

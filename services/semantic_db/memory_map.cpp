@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <unordered_set>
 #include <utility>
@@ -769,6 +770,11 @@ Result<RegionMap> user_regions(const shared::RamView& ram, const KernelProfile& 
   TaskScan scan = scan_leaders(read, o, ctx->init_task);
   RegionMap out;
   out.warnings = std::move(scan.warnings);
+  // One budget for the whole call (a hostile task list may name thousands of processes that
+  // share one aliased tree), and each pgd walked once.
+  std::size_t budget = kMaxRegionEntriesPerCall;
+  bool budget_warned = false;
+  std::map<uint64_t, size_t> walked;  // pgd gpa -> index in out.processes
   for (const TaskRef& t : scan.tasks) {
     if (t.mm == 0) continue;  // kernel thread
     const std::string who = "pid " + std::to_string(t.pid) + " (" + t.comm + ")";
@@ -783,11 +789,30 @@ Result<RegionMap> user_regions(const shared::RamView& ram, const KernelProfile& 
                              pgd_gpa.error().message + "); left out");
       continue;
     }
-    PageTableWalker walker(ram, *pgd_gpa);
-    MappedRanges r = walker.mapped_ranges(Gva(0), Gva(kUserHalfEnd), max_ranges_per_process);
     ProcessRegions p;
     p.pid = t.pid;
     p.comm = t.comm;
+    if (auto it = walked.find(pgd_gpa->value); it != walked.end()) {
+      p.ranges = out.processes[it->second].ranges;  // CLONE_VM: the same address space
+      p.truncated = out.processes[it->second].truncated;
+      out.processes.push_back(std::move(p));
+      continue;
+    }
+    if (budget == 0) {
+      if (!budget_warned) {
+        out.warnings.push_back("page-table entry budget of the call spent at " + who +
+                               "; later processes have no ranges (truncated)");
+        budget_warned = true;
+      }
+      p.truncated = true;
+      out.processes.push_back(std::move(p));
+      continue;
+    }
+    PageTableWalker walker(ram, *pgd_gpa);
+    MappedRanges r = walker.mapped_ranges(Gva(0), Gva(kUserHalfEnd), max_ranges_per_process,
+                                          std::min<std::size_t>(budget, 1u << 22), true);
+    budget -= std::min(budget, r.n_entries);
+    walked[pgd_gpa->value] = out.processes.size();
     p.ranges = std::move(r.ranges);
     p.truncated = r.truncated;
     if (r.n_skipped_tables != 0) {

@@ -199,8 +199,14 @@ struct RegionMap : Walk {
 // libraries, page cache, CLONE_VM). Flags are those of mm->pgd, the kernel's copy of the
 // PML4: under page-table isolation the kernel sets NX in its copy's user-half entries, so
 // `nx` then reads true for every range. A process whose pgd is unreadable is left out with a
-// warning; a truncated one is flagged.
+// warning; a truncated one is flagged. Bounded: processes sharing a pgd are walked once, a
+// table met twice in one tree is skipped, and the call visits at most
+// kMaxRegionEntriesPerCall entries (later processes come back truncated, with a warning).
 // Errors: as KernelAddressSpace::create(); kNotFound when init_task is not in kallsyms.
+// Page-table entries one user_regions() call visits at most, over all processes (512 per
+// table visited: a small process needs a few thousand).
+inline constexpr std::size_t kMaxRegionEntriesPerCall = 1u << 22;
+
 [[nodiscard]] Result<RegionMap> user_regions(const shared::RamView& ram,
                                              const KernelProfile& profile,
                                              std::size_t max_ranges_per_process = 4096);
