@@ -90,6 +90,7 @@ struct Service::Impl {
   std::optional<KernelProfile> profile;
   uint64_t profile_epoch = 0;
   std::vector<uint8_t> vmcoreinfo_fingerprint;  // the VMCOREINFO text the profile came from
+  Clock::time_point last_vmcoreinfo_try{};
   int64_t boot_id = 0;
   std::string profile_error = "no RAM yet";
   double profile_ms = 0;
@@ -248,6 +249,14 @@ struct Service::Impl {
       drop_profile("VMCOREINFO changed (another kernel)");
     }
     if (profile && !validate) return true;
+    // A profile made before the kernel wrote VMCOREINFO (early boot: the vCPU was already in
+    // long mode) has no build id, so no cache entry: rebuild once VMCOREINFO is there.
+    if (profile && !profile->vmcoreinfo && Clock::now() - last_vmcoreinfo_try > milliseconds(5000)) {
+      last_vmcoreinfo_try = Clock::now();
+      if (find_vmcoreinfo(ram, profile->base.kaslr_slide)) {
+        drop_profile("VMCOREINFO of the running kernel appeared");
+      }
+    }
     const LiveCpuState cpu = live_cpu();
     if (profile) {
       if (cpu.what == LiveCpu::kNotInKernel) {
