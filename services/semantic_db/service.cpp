@@ -251,7 +251,8 @@ struct Service::Impl {
     if (profile && !validate) return true;
     // A profile made before the kernel wrote VMCOREINFO (early boot: the vCPU was already in
     // long mode) has no build id, so no cache entry: rebuild once VMCOREINFO is there.
-    if (profile && !profile->vmcoreinfo && Clock::now() - last_vmcoreinfo_try > milliseconds(5000)) {
+    if (profile && !profile->vmcoreinfo &&
+        Clock::now() - last_vmcoreinfo_try > milliseconds(5000)) {
       last_vmcoreinfo_try = Clock::now();
       if (find_vmcoreinfo(ram, profile->base.kaslr_slide)) {
         drop_profile("VMCOREINFO of the running kernel appeared");
@@ -695,6 +696,36 @@ struct Service::Impl {
     return finish(fbb, b.Finish());
   }
 
+  // Kernel pcs -> "symbol+0xoff" from the profile's kallsyms (no RAM walk).
+  shared::Bytes on_symbolize(const fb::semantic::Symbolize* q) {
+    constexpr size_t kMaxPcs = 65536;
+    if (!profile) {
+      return error_reply(
+          Error{Errc::kUnavailable, "no guest kernel profile yet: " + profile_error});
+    }
+    if (q && q->pcs() && q->pcs()->size() > kMaxPcs) {
+      return error_reply(Error{Errc::kInvalidArgument, "Symbolize: more than 65536 pcs"});
+    }
+    Fbb fbb(65536);
+    std::vector<flatbuffers::Offset<flatbuffers::String>> names;
+    if (q && q->pcs()) {
+      for (uint64_t pc : *q->pcs()) {
+        std::string name;
+        if (pc >= 0xffff800000000000ULL) {
+          if (auto n = profile->symbols->nearest(pc); n && n->offset_bytes < (1u << 20)) {
+            name = n->symbol->name;
+            if (n->offset_bytes) name += "+" + fmt_hex(n->offset_bytes);
+          }
+        }
+        names.push_back(fbb.CreateString(name));
+      }
+    }
+    auto vec = fbb.CreateVector(names);
+    fb::semantic::SemanticReplyBuilder b(fbb);
+    b.add_symbols(vec);
+    return finish(fbb, b.Finish());
+  }
+
   shared::Bytes status_reply() {
     Fbb fbb(4096);
     shared::ServiceStatusFields f;
@@ -746,6 +777,9 @@ struct Service::Impl {
         break;
       case fb::semantic::Command::GetRegions:
         out = on_regions(req->command_as_GetRegions());
+        break;
+      case fb::semantic::Command::Symbolize:
+        out = on_symbolize(req->command_as_Symbolize());
         break;
       default:
         ++malformed_requests;

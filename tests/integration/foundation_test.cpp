@@ -53,9 +53,10 @@ TEST_F(FoundationTest, BootsToReadyAndReportsStatus) {
   EXPECT_EQ(s["vm"]["accel"], "tcg");
   EXPECT_GT(s["vm"]["qemu_pid"].get<int>(), 0);
   EXPECT_GT(s["vm"]["boot_to_ready_s"].get<double>(), 0.0);
-  ASSERT_EQ(s["services"].size(), 2u);  // [up] services in order
+  ASSERT_EQ(s["services"].size(), 3u);  // [up] services in order
   EXPECT_EQ(s["services"][0]["name"], "vm-supervisor");
   EXPECT_EQ(s["services"][1]["name"], "ram-snapshotter");
+  EXPECT_EQ(s["services"][2]["name"], "semantic-db");
   EXPECT_EQ(s["services"][0]["state"], "up");
   EXPECT_EQ(s["services"][0]["restarts"], 0);
   // The guest's serial console has its banner and the marker.
@@ -258,7 +259,7 @@ TEST_F(FoundationTest, DownLeavesNothingBehind) {
   EXPECT_GT(report["vm"]["boot_to_ready_s"].get<double>(), 0.0);
   // VM counters are the current supervisor's (it was restarted by the test above).
   EXPECT_GE(report["vm"]["boots"].get<int>(), 2);  // its boot and the `vm start` after powerdown
-  ASSERT_EQ(report["services"].size(), 2u);
+  ASSERT_EQ(report["services"].size(), 3u);
   EXPECT_EQ(report["services"][0]["name"], "vm-supervisor");
   EXPECT_EQ(report["services"][0]["restarts"], 1);  // the supervisor SIGKILL test
   EXPECT_TRUE(report["services"][0]["summary"].contains("vm"));
@@ -274,7 +275,7 @@ TEST(FoundationLifecycleTest, UpForSecondsStopsByItselfAndWritesReport) {
   auto j = nlohmann::json::parse(read_file(report), nullptr, false);
   ASSERT_TRUE(j.is_object()) << read_file(report);
   EXPECT_EQ(j["instance"], inst.name());
-  ASSERT_EQ(j["services"].size(), 2u);
+  ASSERT_EQ(j["services"].size(), 3u);
   EXPECT_EQ(j["services"][0]["name"], "vm-supervisor");
   EXPECT_EQ(j["vm"]["accel"], "tcg");
   EXPECT_NE(::access(shared::guest_ram_path(inst.name()).c_str(), F_OK), 0);
