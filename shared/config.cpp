@@ -94,8 +94,9 @@ class Section {
 };
 
 Result<void> read_sections(const toml::table& root, std::string_view src, Config& c) {
-  static const std::set<std::string> kSections = {"instance", "vm",      "screen", "snapshot",
-                                                  "semantic", "metrics", "up",     "iceoryx"};
+  static const std::set<std::string> kSections = {"instance", "vm",     "screen", "snapshot",
+                                                  "semantic", "trace",  "miner",  "metrics",
+                                                  "up",       "iceoryx"};
   for (const auto& [k, v] : root) {
     if (!kSections.contains(std::string(k.str()))) {
       return fail(Errc::kInvalidArgument,
@@ -173,6 +174,29 @@ Result<void> read_sections(const toml::table& root, std::string_view src, Config
   GB_TRY(sem.get("log_events", c.semantic.log_events));
   GB_TRY(sem.reject_unknown());
 
+  Section trace(table("trace"), "trace", src);
+  GB_TRY(trace.get("mode", c.trace.mode));
+  GB_TRY(trace.get("ring_events", c.trace.ring_events, 1u << 12, 1u << 26));
+  GB_TRY(trace.get("max_tbs", c.trace.max_tbs, 1u << 12, 1u << 26));
+  GB_TRY(trace.get("tb_ring_mib", c.trace.tb_ring_mib, 1, 1024));
+  GB_TRY(trace.get("batch_events", c.trace.batch_events, 1024, 1u << 20));
+  GB_TRY(trace.reject_unknown());
+  if (c.trace.mode != "off" && c.trace.mode != "counts" && c.trace.mode != "stream") {
+    return trace.bad("mode", "expected off, counts or stream, got '" + c.trace.mode + "'");
+  }
+  if ((c.trace.ring_events & (c.trace.ring_events - 1)) != 0) {
+    return trace.bad("ring_events",
+                     "expected a power of two, got " + std::to_string(c.trace.ring_events));
+  }
+
+  Section miner(table("miner"), "miner", src);
+  GB_TRY(miner.get("db", c.miner.db));
+  GB_TRY(miner.get("top_k", c.miner.top_k, 1024, 1u << 22));
+  GB_TRY(miner.get("publish_top", c.miner.publish_top, 0, 4096));
+  GB_TRY(miner.get("trace_threshold", c.miner.trace_threshold, 2, 1000000));
+  GB_TRY(miner.get("persist_interval_ms", c.miner.persist_interval_ms, 100, 600000));
+  GB_TRY(miner.reject_unknown());
+
   Section metrics(table("metrics"), "metrics", src);
   GB_TRY(metrics.get("host", c.metrics.host));
   GB_TRY(metrics.get("base_port", c.metrics.base_port, 0, 65000));
@@ -183,8 +207,8 @@ Result<void> read_sections(const toml::table& root, std::string_view src, Config
   GB_TRY(up.get("restart_backoff_ms", c.up.restart_backoff_ms, 0, 600000));
   GB_TRY(up.get("restart_backoff_max_ms", c.up.restart_backoff_max_ms, 0, 3600000));
   GB_TRY(up.reject_unknown());
-  static const std::set<std::string> kServices = {"vm-supervisor", "ram-snapshotter",
-                                                  "semantic-db"};
+  static const std::set<std::string> kServices = {"vm-supervisor", "ram-snapshotter", "semantic-db",
+                                                  "trace-consumer", "pattern-miner"};
   for (const auto& s : c.up.services) {
     if (!kServices.contains(s)) return up.bad("services", "unknown service '" + s + "'");
   }

@@ -10,6 +10,8 @@
 //   [screen]   max_fps
 //   [snapshot] hz, keyframe_every, method (auto|xxh3|soft-dirty), hash_threads
 //   [semantic] interval_ms, db, profile_cache, kernel, log_events
+//   [trace]    mode (off|counts|stream), ring_events, max_tbs, tb_ring_mib, batch_events
+//   [miner]    db, top_k, publish_top, trace_threshold, persist_interval_ms
 //   [metrics]  host, base_port
 //   [up]       services, restart_backoff_ms, restart_backoff_max_ms
 //   [iceoryx]  roudi, roudi_config
@@ -71,10 +73,28 @@ struct SemanticConfig {
   bool log_events = true;       // publish new kernel log records on the bus ("guest.log")
 };
 
+struct TraceConfig {
+  std::string mode = "off";         // off | counts (inline per-TB counters) | stream (every
+                                    // executed TB, per-vCPU rings); not off forces accel tcg
+  uint32_t ring_events = 1u << 20;  // per-vCPU event ring capacity (power of two, 2^12..2^26)
+  uint32_t max_tbs = 1u << 22;      // TB counter slots (2^12..2^26)
+  uint32_t tb_ring_mib = 64;        // TB record ring (1..1024 MiB)
+  uint32_t batch_events = 65536;    // events per published iceoryx batch (1024..1048576)
+};
+
+struct MinerConfig {
+  std::string db;                       // SQLite; default STATE_DIR/pattern-miner.sqlite
+  uint32_t top_k = 65536;               // Space-Saving capacity: blocks tracked (1024..4194304)
+  uint32_t publish_top = 32;            // hot blocks announced on the bus (trace.hot), 0..4096
+  uint32_t trace_threshold = 50;        // NET: head executions before a trace is recorded
+  uint32_t persist_interval_ms = 2000;  // counts written to SQLite this often
+};
+
 struct MetricsConfig {
   std::string host = "127.0.0.1";
   uint32_t base_port = 0;  // 0: each service picks a free port; else base_port + service index
-                           // (vm-supervisor 1, ram-snapshotter 2, semantic-db 3)
+                           // (vm-supervisor 1, ram-snapshotter 2, semantic-db 3,
+                           // trace-consumer 4, pattern-miner 5)
 };
 
 struct UpConfig {
@@ -95,6 +115,8 @@ struct Config {
   ScreenConfig screen;
   SnapshotConfig snapshot;
   SemanticConfig semantic;
+  TraceConfig trace;
+  MinerConfig miner;
   MetricsConfig metrics;
   UpConfig up;
   IceoryxConfig iceoryx;

@@ -72,4 +72,8 @@ std::string guest_ram_path(const std::string& instance) {
   return "/dev/shm/glassbox-" + instance + ".ram";
 }
 
+std::string trace_shm_path(const std::string& instance) {
+  return "/dev/shm/glassbox-" + instance + ".trace";
+}
+
 }  // namespace glassbox::shared

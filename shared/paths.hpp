@@ -64,4 +64,8 @@ std::string ipc_path(const std::string& endpoint);
 // The guest RAM file of an instance: /dev/shm/glassbox-<instance>.ram
 std::string guest_ram_path(const std::string& instance);
 
+// The TCG trace plugin's shared memory of an instance: /dev/shm/glassbox-<instance>.trace
+// (layout: shared/trace_ring.hpp).
+std::string trace_shm_path(const std::string& instance);
+
 }  // namespace glassbox::shared

@@ -106,6 +106,21 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
     }
   }
 
+  auto* hot = app.add_subcommand("hot", "the guest's hottest blocks (pattern-miner)");
+  add_state(hot);
+  hot->add_option("--top", inv.top_n, "how many (1..4096)")->check(CLI::Range(1, 4096));
+  hot->add_flag("--json", inv.json, "JSON output");
+  auto* loops = app.add_subcommand("loops", "the guest's hottest loops (natural loops of the CFG)");
+  add_state(loops);
+  loops->add_option("--top", inv.top_n, "how many (1..4096)")->check(CLI::Range(1, 4096));
+  loops->add_flag("--json", inv.json, "JSON output");
+  auto* trace = app.add_subcommand("trace", "execution tracing");
+  add_state(trace);
+  trace->require_subcommand(1);
+  auto* tstats = trace->add_subcommand("stats", "events/s, drops, mode, miner figures");
+  add_state(tstats);
+  tstats->add_flag("--json", inv.json, "JSON output");
+
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
     app.parse(rev);

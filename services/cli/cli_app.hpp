@@ -14,6 +14,8 @@
 //   glassbox [--state-dir DIR] ps --history [--json]       (births and exits, from semantic-db)
 //   glassbox [--state-dir DIR] maps PID [--json] [--ram DUMP ...]
 //   glassbox [--state-dir DIR] regions [--json] [--ram DUMP ...]
+//   glassbox [--state-dir DIR] hot [--top N] [--json] | loops [--top N] [--json]
+//   glassbox [--state-dir DIR] trace stats [--json]
 // --state-dir is accepted before or after the subcommand.
 // Thread-safety: parse_cli() is reentrant.
 #pragma once
@@ -52,6 +54,7 @@ struct Invocation {
   std::string profile_cache;        // --profile-cache FILE ("none": off; empty: the default)
   bool history = false;             // ps --history
   int32_t pid = 0;                  // maps PID
+  int top_n = 20;                   // hot/loops --top N
 };
 
 // Parses argv (without argv[0]). `help_text` receives CLI11's help/usage when the user asked

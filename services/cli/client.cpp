@@ -1,9 +1,11 @@
 #include "services/cli/client.hpp"
 
+#include "miner_generated.h"
 #include "orchestrator_generated.h"
 #include "ram_generated.h"
 #include "semantic_generated.h"
 #include "shared/bus.hpp"
+#include "trace_generated.h"
 
 namespace glassbox::cli {
 namespace {
@@ -78,45 +80,19 @@ Result<nlohmann::json> vm_request(const shared::StatePaths& paths,
   return vm_status_json((*reply)->status());
 }
 
-// ram-snapshotter: RamRequest GetStatus -> RamReply.service (summary {"ram": {...}}).
-static Result<ServiceQuery> query_ram_snapshotter(const shared::StatePaths& paths,
-                                                  milliseconds timeout) {
-  flatbuffers::FlatBufferBuilder fbb(128);
-  auto get = fb::common::CreateGetStatus(fbb);
-  fb::ram::FinishRamRequestBuffer(
-      fbb, fb::ram::CreateRamRequest(fbb, fb::ram::Command::common_GetStatus, get.Union()));
-  auto bytes = shared::request(paths.service_endpoint("ram-snapshotter"),
-                               {fbb.GetBufferPointer(), fbb.GetSize()}, timeout);
+// A service whose reply carries `service` (a ServiceStatus) for a GetStatus request.
+template <typename Reply>
+static Result<ServiceQuery> status_reply(const shared::StatePaths& paths, const std::string& name,
+                                         flatbuffers::FlatBufferBuilder& request,
+                                         milliseconds timeout) {
+  auto bytes = shared::request(paths.service_endpoint(name),
+                               {request.GetBufferPointer(), request.GetSize()}, timeout);
   if (!bytes) return tl::unexpected(bytes.error());
-  auto reply = verify_reply<fb::ram::RamReply>(*bytes, "ram-snapshotter");
+  auto reply = verify_reply<Reply>(*bytes, name.c_str());
   if (!reply) return tl::unexpected(reply.error());
   if ((*reply)->error() != nullptr) return tl::unexpected(reply_error(*(*reply)->error()));
   if ((*reply)->service() == nullptr) {
-    return fail(Errc::kProtocol, "ram-snapshotter status reply has no service status");
-  }
-  ServiceQuery q;
-  q.service = shared::read_service_status(*(*reply)->service());
-  auto summary = nlohmann::json::parse(q.service.summary_json, nullptr, false);
-  q.summary = summary.is_object() ? summary : nlohmann::json::object();
-  return q;
-}
-
-// semantic-db: SemanticRequest GetStatus -> SemanticReply.service (summary {"semantic": ...}).
-static Result<ServiceQuery> query_semantic_db(const shared::StatePaths& paths,
-                                              milliseconds timeout) {
-  flatbuffers::FlatBufferBuilder fbb(128);
-  auto get = fb::common::CreateGetStatus(fbb);
-  fb::semantic::FinishSemanticRequestBuffer(
-      fbb, fb::semantic::CreateSemanticRequest(fbb, fb::semantic::Command::common_GetStatus,
-                                               get.Union()));
-  auto bytes = shared::request(paths.service_endpoint("semantic-db"),
-                               {fbb.GetBufferPointer(), fbb.GetSize()}, timeout);
-  if (!bytes) return tl::unexpected(bytes.error());
-  auto reply = verify_reply<fb::semantic::SemanticReply>(*bytes, "semantic-db");
-  if (!reply) return tl::unexpected(reply.error());
-  if ((*reply)->error() != nullptr) return tl::unexpected(reply_error(*(*reply)->error()));
-  if ((*reply)->service() == nullptr) {
-    return fail(Errc::kProtocol, "semantic-db status reply has no service status");
+    return fail(Errc::kProtocol, name + " status reply has no service status");
   }
   ServiceQuery q;
   q.service = shared::read_service_status(*(*reply)->service());
@@ -127,8 +103,37 @@ static Result<ServiceQuery> query_semantic_db(const shared::StatePaths& paths,
 
 Result<ServiceQuery> query_service_status(const shared::StatePaths& paths, const std::string& name,
                                           milliseconds timeout) {
-  if (name == "ram-snapshotter") return query_ram_snapshotter(paths, timeout);
-  if (name == "semantic-db") return query_semantic_db(paths, timeout);
+  if (name == "trace-consumer") {
+    flatbuffers::FlatBufferBuilder fbb(128);
+    auto get = fb::common::CreateGetStatus(fbb);
+    fb::trace::FinishTraceRequestBuffer(
+        fbb,
+        fb::trace::CreateTraceRequest(fbb, fb::trace::TraceCommand::common_GetStatus, get.Union()));
+    return status_reply<fb::trace::TraceReply>(paths, name, fbb, timeout);
+  }
+  if (name == "pattern-miner") {
+    flatbuffers::FlatBufferBuilder fbb(128);
+    auto get = fb::common::CreateGetStatus(fbb);
+    fb::miner::FinishMinerRequestBuffer(
+        fbb,
+        fb::miner::CreateMinerRequest(fbb, fb::miner::MinerCommand::common_GetStatus, get.Union()));
+    return status_reply<fb::miner::MinerReply>(paths, name, fbb, timeout);
+  }
+  if (name == "ram-snapshotter") {
+    flatbuffers::FlatBufferBuilder fbb(128);
+    auto get = fb::common::CreateGetStatus(fbb);
+    fb::ram::FinishRamRequestBuffer(
+        fbb, fb::ram::CreateRamRequest(fbb, fb::ram::Command::common_GetStatus, get.Union()));
+    return status_reply<fb::ram::RamReply>(paths, name, fbb, timeout);
+  }
+  if (name == "semantic-db") {
+    flatbuffers::FlatBufferBuilder fbb(128);
+    auto get = fb::common::CreateGetStatus(fbb);
+    fb::semantic::FinishSemanticRequestBuffer(
+        fbb, fb::semantic::CreateSemanticRequest(fbb, fb::semantic::Command::common_GetStatus,
+                                                 get.Union()));
+    return status_reply<fb::semantic::SemanticReply>(paths, name, fbb, timeout);
+  }
   if (name != "vm-supervisor") {
     return fail(Errc::kUnsupported, "no status client for service '" + name + "'");
   }

@@ -12,6 +12,7 @@ int cmd_down(const Invocation& inv);
 int cmd_console(const Invocation& inv);
 int cmd_vm(const Invocation& inv);
 int cmd_ram(const Invocation& inv);
-int cmd_introspect(const Invocation& inv);  // ps, modules, kernel
+int cmd_introspect(const Invocation& inv);  // ps, modules, kernel, dmesg, maps, regions
+int cmd_trace(const Invocation& inv);       // hot, loops, trace stats
 
 }  // namespace glassbox::cli

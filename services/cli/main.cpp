@@ -37,6 +37,9 @@ int main(int argc, char** argv) {
         inv->command == "dmesg" || inv->command == "maps" || inv->command == "regions") {
       return cmd_introspect(*inv);
     }
+    if (inv->command == "hot" || inv->command == "loops" || inv->command == "trace") {
+      return cmd_trace(*inv);
+    }
   } catch (const std::exception& e) {
     std::cerr << "glassbox: internal error: " << e.what() << "\n";
     return 1;

@@ -3,8 +3,22 @@
 namespace glassbox::vm_supervisor {
 
 QemuPaths qemu_paths_for(const shared::Config& c, const shared::StatePaths& p) {
-  return QemuPaths{shared::guest_ram_path(c.instance.name), p.qmp_socket(), p.vnc_socket(),
-                   p.serial_log()};
+  return QemuPaths{shared::guest_ram_path(c.instance.name),
+                   p.qmp_socket(),
+                   p.vnc_socket(),
+                   p.serial_log(),
+                   shared::trace_shm_path(c.instance.name),
+                   shared::exe_dir() + "/../lib/libglassbox-trace.so"};
+}
+
+// QEMU option values separate with ','; a literal comma is written ",,".
+static std::string qemu_escape(const std::string& v) {
+  std::string out;
+  for (char ch : v) {
+    out += ch;
+    if (ch == ',') out += ',';
+  }
+  return out;
 }
 
 static bool ends_with(const std::string& s, std::string_view suffix) {
@@ -60,6 +74,15 @@ std::vector<std::string> build_qemu_argv(const shared::Config& c, shared::Accel 
   if (!c.vm.cdrom.empty()) {
     a.insert(a.end(), {"-drive", "file=" + c.vm.cdrom + ",media=cdrom,readonly=on"});
     if (c.vm.kernel.empty() && c.vm.disk.empty()) a.insert(a.end(), {"-boot", "d"});
+  }
+  if (c.trace.mode != "off") {
+    a.insert(
+        a.end(),
+        {"-plugin", "file=" + qemu_escape(p.trace_plugin) + ",shm=" + qemu_escape(p.trace_shm) +
+                        ",mode=" + c.trace.mode + ",ram=" + qemu_escape(p.ram_file) +
+                        ",ring_events=" + std::to_string(c.trace.ring_events) +
+                        ",max_tbs=" + std::to_string(c.trace.max_tbs) +
+                        ",tb_ring_bytes=" + std::to_string(uint64_t{c.trace.tb_ring_mib} << 20)});
   }
   a.insert(a.end(), c.vm.extra_args.begin(), c.vm.extra_args.end());
   return a;

@@ -348,6 +348,7 @@ struct Supervisor::Impl {
     // A fresh RAM file per boot: readers that mapped the old one see a new inode (a new
     // epoch) instead of a file QEMU silently reuses.
     ::unlink(qpaths.ram_file.c_str());
+    ::unlink(qpaths.trace_shm.c_str());  // likewise for the trace plugin's rings
     ::rename(qpaths.serial_log.c_str(), (paths.vm_dir() + "/serial.prev.log").c_str());
     close_serial();
     const auto argv = build_qemu_argv(config, accel.accel, qpaths);
@@ -730,8 +731,15 @@ Result<void> Supervisor::run(const std::atomic<bool>& stop) {
 
   const std::string probe_kernel =
       !s.config.vm.kernel.empty() ? s.config.vm.kernel : shared::reference_guest_dir() + "/vmlinuz";
-  s.accel = choose_accel(s.config.vm, ::access(probe_kernel.c_str(), R_OK) == 0 ? probe_kernel : "",
-                         s.paths.vm_dir());
+  if (s.config.trace.mode != "off") {
+    // The trace plugin is a TCG plugin: no probe, no KVM.
+    s.accel = {shared::Accel::kTcg,
+               "tracing ([trace] mode = " + s.config.trace.mode + ") needs TCG; using TCG"};
+  } else {
+    s.accel =
+        choose_accel(s.config.vm, ::access(probe_kernel.c_str(), R_OK) == 0 ? probe_kernel : "",
+                     s.paths.vm_dir());
+  }
   s.log->info("accelerator: {}", s.accel.reason);
 
   // QEMU first: everything else (VNC, iceoryx) attaches to a booting VM.

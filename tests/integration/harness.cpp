@@ -93,7 +93,8 @@ std::string http_get(const std::string& url) {
   return body == std::string::npos ? "" : resp.substr(body + 4);
 }
 
-Instance::Instance(const std::string& extra_vm_toml) {
+Instance::Instance(const std::string& extra_vm_toml, const std::string& extra_up_keys,
+                   const std::string& extra_tables) {
   char tmpl[] = "/tmp/gb-it-XXXXXX";
   state_dir_ = ::mkdtemp(tmpl);
   static std::atomic<int> seq{0};
@@ -103,7 +104,9 @@ Instance::Instance(const std::string& extra_vm_toml) {
   cfg << "[instance]\nname = \"" << name_ << "\"\n[vm]\naccel = \"tcg\"\n"
       << "restart_backoff_ms = 200\n"
       << extra_vm_toml << "\n"
-      << "[up]\nrestart_backoff_ms = 200\n";
+      << "[up]\nrestart_backoff_ms = 200\n"
+      << extra_up_keys << "\n"
+      << extra_tables << "\n";
 }
 
 Instance::~Instance() {
@@ -118,6 +121,7 @@ Instance::~Instance() {
     }
   }
   ::unlink(shared::guest_ram_path(name_).c_str());
+  ::unlink(shared::trace_shm_path(name_).c_str());
 }
 
 bool Instance::start(const std::vector<std::string>& extra_up_args) {

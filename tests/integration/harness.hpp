@@ -37,8 +37,11 @@ std::string http_get(const std::string& url);
 // One running instance: `glassbox up` on a fresh state dir, with a unique instance name.
 class Instance {
  public:
-  // `extra_toml` is appended to the generated config ([instance] and [vm] accel=tcg set).
-  explicit Instance(const std::string& extra_vm_toml = "");
+  // `extra_vm_toml` is appended to the generated [vm] table (accel = "tcg" is set),
+  // `extra_up_keys` to its [up] table (e.g. services = [...]), and `extra_tables` after
+  // everything (e.g. "[trace]\nmode = \"stream\"").
+  explicit Instance(const std::string& extra_vm_toml = "", const std::string& extra_up_keys = "",
+                    const std::string& extra_tables = "");
   ~Instance();  // `glassbox down`, then SIGKILL of anything left (so tests never leak)
 
   // Spawns `glassbox up` (plus `extra_up_args`, e.g. {"--for", "2", "--report", FILE}).

@@ -49,6 +49,26 @@ TEST(QemuCommandTest, KvmUsesHostCpuAndDiskAndCdromBoot) {
   EXPECT_EQ(s.find("-kernel"), std::string::npos);
 }
 
+TEST(QemuCommandTest, TracingLoadsThePluginWithItsRingsAndTheRamFile) {
+  auto c = shared::parse_config(
+      "[instance]\nname = \"t2\"\n[trace]\nmode = \"stream\"\nring_events = 4096\n", "t.toml");
+  ASSERT_TRUE(c) << c.error().message;
+  auto paths = qemu_paths_for(*c, shared::StatePaths("/s"));
+  paths.trace_plugin = "/opt/a,b/libglassbox-trace.so";  // a comma must be doubled
+  const std::string s = joined(build_qemu_argv(*c, shared::Accel::kTcg, paths));
+  EXPECT_NE(s.find("-plugin file=/opt/a,,b/libglassbox-trace.so,shm=/dev/shm/glassbox-t2.trace,"
+                   "mode=stream,ram=/dev/shm/glassbox-t2.ram,ring_events=4096,max_tbs=4194304,"
+                   "tb_ring_bytes=67108864"),
+            std::string::npos)
+      << s;
+  auto off = shared::parse_config("[trace]\nmode = \"off\"\n", "t.toml");
+  ASSERT_TRUE(off);
+  EXPECT_EQ(joined(build_qemu_argv(*off, shared::Accel::kTcg, paths)).find("-plugin"),
+            std::string::npos);
+  EXPECT_FALSE(shared::parse_config("[trace]\nmode = \"fast\"\n", "t.toml"));
+  EXPECT_FALSE(shared::parse_config("[trace]\nring_events = 5000\n", "t.toml"));
+}
+
 TEST(QemuCommandTest, ProbeBootSectorIsBootable) {
   const std::string s = kvm_probe_boot_sector();
   ASSERT_EQ(s.size(), 512u);

@@ -1,0 +1,187 @@
+// Top-K heavy hitters of an unbounded weighted stream in bounded memory: Space-Saving.
+//
+// Source: Metwally, Agrawal, El Abbadi, "Efficient Computation of Frequent and Top-k Elements
+// in Data Streams", ICDT 2005 (algorithm Space-Saving and its properties). The paper keeps its
+// counters in the Stream-Summary structure (O(1) per unit increment); this is the
+// O(log capacity) variant: a binary min-heap of counters keyed by count plus a hash map from
+// key to heap slot, which also handles weighted increments (add(key, w) = w unit increments
+// of one key: the weighted generalisation keeps the paper's bounds).
+//
+// The rule: a monitored key's count grows by the weight. An unmonitored key, while fewer
+// than `capacity` keys are monitored, enters with count = weight and error = 0; once full,
+// it replaces the key with the smallest count `min`, entering with count = min + weight and
+// error = min.
+//
+// Guarantees (the paper's lemmas on Space-Saving), with N = total() the sum of all weights:
+//  - for every monitored key: count - error <= true count <= count;
+//  - the counts sum to N, so min_count() <= N / capacity, and every key whose true count
+//    exceeds N / capacity is monitored;
+//  - a leading entry of top() whose count - error is at least the next entry's count (and
+//    min_count()) is truly heavier than every key after it: see guaranteed_top().
+// Counts saturate at UINT64_MAX instead of wrapping (hostile weights from counts mode).
+//
+// Memory: at most `capacity` entries (Key + 16 bytes each) plus one hash-map node per entry;
+// nothing grows with the stream.
+// Cost: add() O(log capacity) (heap sift) + one hash lookup; top(n) O(capacity log n).
+// Thread-safety: none; one writer at a time, const methods may run concurrently with each
+// other but not with add().
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace glassbox::pattern_miner {
+
+template <class Key, class Hash = std::hash<Key>, class KeyEqual = std::equal_to<Key>>
+class SpaceSaving {
+ public:
+  // One monitored key. Invariant: error <= count; count - error <= true count <= count.
+  struct Entry {
+    Key key{};
+    uint64_t count = 0;  // over-estimate of the key's total weight
+    uint64_t error = 0;  // the most by which `count` may over-estimate
+  };
+
+  // `capacity`: the most keys monitored at once (a capacity of 0 is taken as 1). More
+  // capacity means smaller errors: every error is <= total() / capacity.
+  explicit SpaceSaving(std::size_t capacity) : capacity_(std::max<std::size_t>(capacity, 1)) {}
+
+  // Counts `weight` occurrences of `key`. A weight of 0 changes nothing.
+  // Cost: O(log capacity). Throws only what Key's copy and hash, or an allocation while the
+  // summary fills, throw.
+  void add(const Key& key, uint64_t weight = 1) {
+    if (weight == 0) return;
+    total_ = saturating_add(total_, weight);
+    if (auto it = slot_.find(key); it != slot_.end()) {
+      Entry& e = heap_[it->second];
+      e.count = saturating_add(e.count, weight);
+      sift_down(it->second);
+      return;
+    }
+    if (heap_.size() < capacity_) {
+      heap_.push_back(Entry{key, weight, 0});
+      slot_.emplace(key, heap_.size() - 1);
+      sift_up(heap_.size() - 1);
+      return;
+    }
+    // Replace the minimum (the heap root): the newcomer inherits its count as error.
+    Entry& root = heap_[0];
+    slot_.erase(root.key);
+    const uint64_t min = root.count;
+    root.key = key;
+    root.error = min;
+    root.count = saturating_add(min, weight);
+    slot_.emplace(key, 0);
+    sift_down(0);
+  }
+
+  // The `n` entries with the largest counts (all of them when n >= size()), largest count
+  // first; ties: smaller error first (the better-known key), then key insertion order is
+  // not guaranteed. Cost: O(size() log n).
+  std::vector<Entry> top(std::size_t n) const {
+    std::vector<Entry> out(heap_.begin(), heap_.end());
+    n = std::min(n, out.size());
+    auto heavier = [](const Entry& a, const Entry& b) {
+      if (a.count != b.count) return a.count > b.count;
+      return a.error < b.error;
+    };
+    std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(),
+                      heavier);
+    out.resize(n);
+    return out;
+  }
+
+  // How many leading entries of top(n) are guaranteed to be the true heaviest keys, in the
+  // true order up to ties (after the paper's QueryTop-k: entry i is guaranteed when
+  // it and every entry before it have count - error >= the next entry's count and >= the
+  // bound min_count() on unmonitored keys).
+  // Cost: O(size() log size()).
+  std::size_t guaranteed_top(std::size_t n) const {
+    const std::vector<Entry> all = top(heap_.size());
+    n = std::min(n, all.size());
+    // Keys not monitored have true counts <= min_count() (0 while the summary is not full).
+    const uint64_t outside = min_count();
+    std::size_t ok = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const uint64_t lower = all[i].count - all[i].error;
+      const uint64_t next = i + 1 < all.size() ? all[i + 1].count : 0;
+      if (lower < next || lower < outside) break;
+      ++ok;
+    }
+    return ok;
+  }
+
+  // The entry of `key` when it is monitored. Cost: one hash lookup.
+  std::optional<Entry> find(const Key& key) const {
+    auto it = slot_.find(key);
+    if (it == slot_.end()) return std::nullopt;
+    return heap_[it->second];
+  }
+
+  // Smallest monitored count once the summary is full (an upper bound on the true count of
+  // every unmonitored key); 0 while it is not full.
+  uint64_t min_count() const noexcept { return full() ? heap_[0].count : 0; }
+  // Sum of all weights added (saturating).
+  uint64_t total() const noexcept { return total_; }
+  std::size_t size() const noexcept { return heap_.size(); }
+  std::size_t capacity() const noexcept { return capacity_; }
+  bool full() const noexcept { return heap_.size() == capacity_; }
+
+  // Forgets every key and the total; capacity stays.
+  void clear() {
+    heap_.clear();
+    slot_.clear();
+    total_ = 0;
+  }
+
+ private:
+  static uint64_t saturating_add(uint64_t a, uint64_t b) noexcept {
+    return a > std::numeric_limits<uint64_t>::max() - b ? std::numeric_limits<uint64_t>::max()
+                                                        : a + b;
+  }
+  // Min-heap order: smaller count first; on equal counts the larger error first, so the
+  // least certain key is evicted first.
+  bool lighter(const Entry& a, const Entry& b) const noexcept {
+    if (a.count != b.count) return a.count < b.count;
+    return a.error > b.error;
+  }
+  void swap_slots(std::size_t i, std::size_t j) {
+    std::swap(heap_[i], heap_[j]);
+    slot_[heap_[i].key] = i;
+    slot_[heap_[j].key] = j;
+  }
+  void sift_up(std::size_t i) {
+    while (i > 0) {
+      const std::size_t parent = (i - 1) / 2;
+      if (!lighter(heap_[i], heap_[parent])) break;
+      swap_slots(i, parent);
+      i = parent;
+    }
+  }
+  void sift_down(std::size_t i) {
+    const std::size_t n = heap_.size();
+    for (;;) {
+      const std::size_t l = 2 * i + 1, r = l + 1;
+      std::size_t m = i;
+      if (l < n && lighter(heap_[l], heap_[m])) m = l;
+      if (r < n && lighter(heap_[r], heap_[m])) m = r;
+      if (m == i) break;
+      swap_slots(i, m);
+      i = m;
+    }
+  }
+
+  std::size_t capacity_;
+  uint64_t total_ = 0;
+  std::vector<Entry> heap_;                                    // min-heap by lighter()
+  std::unordered_map<Key, std::size_t, Hash, KeyEqual> slot_;  // key -> index in heap_
+};
+
+}  // namespace glassbox::pattern_miner
