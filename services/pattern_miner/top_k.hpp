@@ -3,9 +3,10 @@
 // Source: Metwally, Agrawal, El Abbadi, "Efficient Computation of Frequent and Top-k Elements
 // in Data Streams", ICDT 2005 (algorithm Space-Saving and its properties). The paper keeps its
 // counters in the Stream-Summary structure (O(1) per unit increment); this is the
-// O(log capacity) variant: a binary min-heap of counters keyed by count plus a hash map from
-// key to heap slot, which also handles weighted increments (add(key, w) = w unit increments
-// of one key: the weighted generalisation keeps the paper's bounds).
+// O(log capacity) variant: counters in a fixed array, a binary min-heap of their indices
+// ordered by count, and a hash map from key to counter; it also handles weighted increments
+// (add(key, w) = w unit increments of one key: the weighted generalisation keeps the paper's
+// bounds). Heap moves touch only the index arrays, never the hash map.
 //
 // The rule: a monitored key's count grows by the weight. An unmonitored key, while fewer
 // than `capacity` keys are monitored, enters with count = weight and error = 0; once full,
@@ -20,9 +21,10 @@
 //    min_count()) is truly heavier than every key after it: see guaranteed_top().
 // Counts saturate at UINT64_MAX instead of wrapping (hostile weights from counts mode).
 //
-// Memory: at most `capacity` entries (Key + 16 bytes each) plus one hash-map node per entry;
+// Memory: at most `capacity` entries (Key + 32 bytes each) plus one hash-map node per entry;
 // nothing grows with the stream.
-// Cost: add() O(log capacity) (heap sift) + one hash lookup; top(n) O(capacity log n).
+// Cost: add() O(log capacity) (heap sift) + one hash lookup (three when a key is replaced);
+// top(n) O(capacity log n).
 // Thread-safety: none; one writer at a time, const methods may run concurrently with each
 // other but not with add().
 #pragma once
@@ -51,7 +53,9 @@ class SpaceSaving {
 
   // `capacity`: the most keys monitored at once (a capacity of 0 is taken as 1). More
   // capacity means smaller errors: every error is <= total() / capacity.
-  explicit SpaceSaving(std::size_t capacity) : capacity_(std::max<std::size_t>(capacity, 1)) {}
+  explicit SpaceSaving(std::size_t capacity) : capacity_(std::max<std::size_t>(capacity, 1)) {
+    slot_.reserve(std::min<std::size_t>(capacity_, std::size_t{1} << 16));
+  }
 
   // Counts `weight` occurrences of `key`. A weight of 0 changes nothing.
   // Cost: O(log capacity). Throws only what Key's copy and hash, or an allocation while the
@@ -60,25 +64,30 @@ class SpaceSaving {
     if (weight == 0) return;
     total_ = saturating_add(total_, weight);
     if (auto it = slot_.find(key); it != slot_.end()) {
-      Entry& e = heap_[it->second];
+      Entry& e = entries_[it->second];
       e.count = saturating_add(e.count, weight);
-      sift_down(it->second);
+      sift_down(heap_pos_[it->second]);
       return;
     }
-    if (heap_.size() < capacity_) {
-      heap_.push_back(Entry{key, weight, 0});
-      slot_.emplace(key, heap_.size() - 1);
-      sift_up(heap_.size() - 1);
+    if (entries_.size() < capacity_) {
+      const std::size_t i = entries_.size();
+      entries_.push_back(Entry{key, weight, 0});
+      heap_.push_back(i);
+      heap_pos_.push_back(i);
+      slot_.emplace(key, i);
+      sift_up(i);
       return;
     }
     // Replace the minimum (the heap root): the newcomer inherits its count as error.
-    Entry& root = heap_[0];
-    slot_.erase(root.key);
+    const std::size_t i = heap_[0];
+    Entry& root = entries_[i];
+    auto node = slot_.extract(root.key);  // reuse the hash node: no allocation
+    node.key() = key;
+    slot_.insert(std::move(node));
     const uint64_t min = root.count;
     root.key = key;
     root.error = min;
     root.count = saturating_add(min, weight);
-    slot_.emplace(key, 0);
     sift_down(0);
   }
 
@@ -86,7 +95,7 @@ class SpaceSaving {
   // first; ties: smaller error first (the better-known key), then key insertion order is
   // not guaranteed. Cost: O(size() log n).
   std::vector<Entry> top(std::size_t n) const {
-    std::vector<Entry> out(heap_.begin(), heap_.end());
+    std::vector<Entry> out(entries_.begin(), entries_.end());
     n = std::min(n, out.size());
     auto heavier = [](const Entry& a, const Entry& b) {
       if (a.count != b.count) return a.count > b.count;
@@ -104,7 +113,7 @@ class SpaceSaving {
   // bound min_count() on unmonitored keys).
   // Cost: O(size() log size()).
   std::size_t guaranteed_top(std::size_t n) const {
-    const std::vector<Entry> all = top(heap_.size());
+    const std::vector<Entry> all = top(entries_.size());
     n = std::min(n, all.size());
     // Keys not monitored have true counts <= min_count() (0 while the summary is not full).
     const uint64_t outside = min_count();
@@ -122,21 +131,23 @@ class SpaceSaving {
   std::optional<Entry> find(const Key& key) const {
     auto it = slot_.find(key);
     if (it == slot_.end()) return std::nullopt;
-    return heap_[it->second];
+    return entries_[it->second];
   }
 
   // Smallest monitored count once the summary is full (an upper bound on the true count of
   // every unmonitored key); 0 while it is not full.
-  uint64_t min_count() const noexcept { return full() ? heap_[0].count : 0; }
+  uint64_t min_count() const noexcept { return full() ? entries_[heap_[0]].count : 0; }
   // Sum of all weights added (saturating).
   uint64_t total() const noexcept { return total_; }
-  std::size_t size() const noexcept { return heap_.size(); }
+  std::size_t size() const noexcept { return entries_.size(); }
   std::size_t capacity() const noexcept { return capacity_; }
-  bool full() const noexcept { return heap_.size() == capacity_; }
+  bool full() const noexcept { return entries_.size() == capacity_; }
 
   // Forgets every key and the total; capacity stays.
   void clear() {
+    entries_.clear();
     heap_.clear();
+    heap_pos_.clear();
     slot_.clear();
     total_ = 0;
   }
@@ -148,19 +159,22 @@ class SpaceSaving {
   }
   // Min-heap order: smaller count first; on equal counts the larger error first, so the
   // least certain key is evicted first.
-  bool lighter(const Entry& a, const Entry& b) const noexcept {
+  // Compares the entries at heap positions i and j.
+  bool lighter(std::size_t i, std::size_t j) const noexcept {
+    const Entry& a = entries_[heap_[i]];
+    const Entry& b = entries_[heap_[j]];
     if (a.count != b.count) return a.count < b.count;
     return a.error > b.error;
   }
-  void swap_slots(std::size_t i, std::size_t j) {
+  void swap_slots(std::size_t i, std::size_t j) noexcept {
     std::swap(heap_[i], heap_[j]);
-    slot_[heap_[i].key] = i;
-    slot_[heap_[j].key] = j;
+    heap_pos_[heap_[i]] = i;
+    heap_pos_[heap_[j]] = j;
   }
   void sift_up(std::size_t i) {
     while (i > 0) {
       const std::size_t parent = (i - 1) / 2;
-      if (!lighter(heap_[i], heap_[parent])) break;
+      if (!lighter(i, parent)) break;
       swap_slots(i, parent);
       i = parent;
     }
@@ -170,8 +184,8 @@ class SpaceSaving {
     for (;;) {
       const std::size_t l = 2 * i + 1, r = l + 1;
       std::size_t m = i;
-      if (l < n && lighter(heap_[l], heap_[m])) m = l;
-      if (r < n && lighter(heap_[r], heap_[m])) m = r;
+      if (l < n && lighter(l, m)) m = l;
+      if (r < n && lighter(r, m)) m = r;
       if (m == i) break;
       swap_slots(i, m);
       i = m;
@@ -180,8 +194,10 @@ class SpaceSaving {
 
   std::size_t capacity_;
   uint64_t total_ = 0;
-  std::vector<Entry> heap_;                                    // min-heap by lighter()
-  std::unordered_map<Key, std::size_t, Hash, KeyEqual> slot_;  // key -> index in heap_
+  std::vector<Entry> entries_;         // the counters; an entry never moves
+  std::vector<std::size_t> heap_;      // indices into entries_: a min-heap by lighter()
+  std::vector<std::size_t> heap_pos_;  // entries_ index -> its position in heap_
+  std::unordered_map<Key, std::size_t, Hash, KeyEqual> slot_;  // key -> index in entries_
 };
 
 }  // namespace glassbox::pattern_miner

@@ -25,36 +25,14 @@
 
 #include "shared/paths.hpp"
 #include "shared/process.hpp"
+#include "tests/bench/bench_util.hpp"
 
 namespace {
-
 using namespace glassbox;
-using Clock = std::chrono::steady_clock;
-
-std::string read_file(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-// Seconds from `t0` until `marker` shows up in `path`; negative on timeout.
-double wait_marker(const std::string& path, const std::string& marker, Clock::time_point t0,
-                   std::chrono::seconds timeout) {
-  while (Clock::now() - t0 < timeout) {
-    if (read_file(path).find(marker) != std::string::npos) {
-      return std::chrono::duration<double>(Clock::now() - t0).count();
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return -1;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
+using bench::Clock;
+using bench::median;
+using bench::read_file;
+using bench::wait_marker;
 }  // namespace
 
 int main(int argc, char** argv) {

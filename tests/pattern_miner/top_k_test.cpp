@@ -83,6 +83,30 @@ TEST(TopKTest, EvictsTheMinimumAndInheritsItsCountAsError) {
   EXPECT_EQ(ss.find(1)->count, 3u);
 }
 
+TEST(TopKTest, AlwaysReplacesTheKeyWithTheSmallestCount) {
+  std::mt19937_64 rng(11);
+  Summary ss(16);
+  for (int i = 0; i < 20000; ++i) {
+    const uint64_t key = rng() % 64;
+    const uint64_t w = 1 + rng() % 20;
+    uint64_t min = std::numeric_limits<uint64_t>::max();
+    for (const auto& e : ss.top(ss.size())) min = std::min(min, e.count);
+    const bool replaces = ss.full() && !ss.find(key).has_value();
+    ss.add(key, w);
+    const auto e = ss.find(key);
+    ASSERT_TRUE(e.has_value());
+    if (replaces) {
+      ASSERT_EQ(e->error, min) << i;
+      ASSERT_EQ(e->count, min + w) << i;
+    }
+    uint64_t now_min = std::numeric_limits<uint64_t>::max();
+    for (const auto& x : ss.top(ss.size())) now_min = std::min(now_min, x.count);
+    if (ss.full()) {
+      ASSERT_EQ(ss.min_count(), now_min) << i;
+    }
+  }
+}
+
 TEST(TopKTest, FindsTheZipfTop10ExactlyWithinTheErrorBounds) {
   constexpr std::size_t kItems = 300000, kKeys = 50000, kCapacity = 200;
   const std::vector<uint64_t> stream = zipf_stream(kItems, kKeys, 1.1, 42);
