@@ -111,7 +111,14 @@ void MinerCore::add_events(uint32_t vcpu_index, std::span<const uint32_t> tb_ids
         ++stats_.edges_dropped;
       }
     }
-    if (const uint64_t pc = tb_pc_[id]; pc != 0) net_->on_block(vcpu_index, pc);
+    if (const uint64_t pc = tb_pc_[id]; pc != 0) {
+      net_->on_block(vcpu_index, pc);
+      // The first block after a gap was entered from somewhere unseen: a root for the
+      // dominators, so a loop entered there is not taken for irreducible code.
+      if (prev == kNoTbEvent) cfg_->mark_entry(pc);
+    } else {
+      net_->reset_vcpu(vcpu_index);  // an unnamed block: the next pc does not follow it
+    }
     prev = id;
   }
   last_tb_[vcpu_index] = prev;
@@ -188,7 +195,12 @@ std::vector<HotEntry> MinerCore::top(size_t n) const {
 std::vector<Loop> MinerCore::loops(size_t n) const {
   const BlockGraph g = cfg_->build();
   LoopForest f = find_loops(g);
-  if (f.loops.size() > n) f.loops.resize(n);
+  if (f.loops.size() > n) {
+    f.loops.resize(n);
+    for (auto& l : f.loops) {
+      if (l.parent >= static_cast<int32_t>(n)) l.parent = -1;  // its parent was cut off
+    }
+  }
   return std::move(f.loops);
 }
 
