@@ -112,10 +112,9 @@ void MinerCore::add_events(uint32_t vcpu_index, std::span<const uint32_t> tb_ids
       }
     }
     if (const uint64_t pc = tb_pc_[id]; pc != 0) {
+      // Not Cfg::mark_entry() after a gap: a stream that resumes inside a loop body (a lost
+      // batch, a miner restart) would make that block a root and the loop irreducible.
       net_->on_block(vcpu_index, pc);
-      // The first block after a gap was entered from somewhere unseen: a root for the
-      // dominators, so a loop entered there is not taken for irreducible code.
-      if (prev == kNoTbEvent) cfg_->mark_entry(pc);
     } else {
       net_->reset_vcpu(vcpu_index);  // an unnamed block: the next pc does not follow it
     }

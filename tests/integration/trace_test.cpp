@@ -225,6 +225,17 @@ TEST_P(TracePipelineTest, GuestHotLoopIsAmongTheHottestBlocksAndALoopHead) {
       90s);
   ASSERT_TRUE(found) << "no block of gb_cpuburn_chunk in the top 10: " << blocks.dump(1) << "\n"
                      << inst.cli({"trace", "stats"}).output;
+  // Kernel blocks are named from the guest kernel's own kallsyms (semantic-db, Symbolize).
+  auto wide = json_of(inst.cli({"hot", "--top", "100", "--json"}));
+  ASSERT_TRUE(wide.is_object());
+  size_t kernel_blocks = 0, named = 0;
+  for (const auto& b : wide["blocks"]) {
+    if (!b["kernel"].get<bool>()) continue;
+    ++kernel_blocks;
+    if (b["symbol"].is_string() && !b["symbol"].get<std::string>().empty()) ++named;
+  }
+  EXPECT_GT(kernel_blocks, 0u) << wide.dump(1);
+  EXPECT_GT(named, 0u) << "no kernel block among the top 100 has a symbol: " << wide.dump(1);
   auto st = inst.cli({"trace", "stats", "--json"});
   auto stats = json_of(st);
   ASSERT_TRUE(stats.is_object()) << st.output;

@@ -1,0 +1,122 @@
+#include "services/pattern_miner/miner.hpp"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <set>
+
+namespace glassbox::pattern_miner {
+namespace {
+
+// The boot-sector loop of tests/integration/trace_test.cpp as TBs: [0x7c00,0x7c0a) once,
+// then 100 x { [0x7c07,0x7c0a) 999 times, [0x7c0a,0x7c0c) }, with [0x7c04,0x7c0a) re-entering.
+void feed_nested_loop(MinerCore& m, uint32_t vcpu) {
+  std::vector<uint32_t> ids = {0};
+  for (int outer = 0; outer < 100; ++outer) {
+    if (outer > 0) ids.push_back(3);  // [0x7c04, 0x7c0a)
+    for (int i = 0; i < 999; ++i) ids.push_back(1);
+    ids.push_back(2);
+  }
+  m.add_events(vcpu, ids);
+}
+
+void add_loop_tbs(MinerCore& m) {
+  const uint8_t b[] = {0x90};
+  m.add_tb(0, 0x7c00, 0x7c00, 10, 5, b);
+  m.add_tb(1, 0x7c07, 0x7c07, 3, 2, b);
+  m.add_tb(2, 0x7c0a, 0x7c0a, 2, 1, b);
+  m.add_tb(3, 0x7c04, 0x7c04, 6, 3, b);
+}
+
+TEST(MinerCoreTest, CountsBlocksAndFindsBothLoopsOfANestedLoop) {
+  MinerCore m(MinerOptions{});
+  m.begin_generation(7);
+  add_loop_tbs(m);
+  feed_nested_loop(m, 0);
+  m.fold();
+  auto top = m.top(4);
+  ASSERT_EQ(top.size(), 4u);
+  EXPECT_EQ(top[0].info.pc, 0x7c07u);
+  EXPECT_EQ(top[0].count, 99900u);
+  EXPECT_EQ(top[0].error, 0u);
+  EXPECT_EQ(top[0].info.n_insns, 2u);
+  EXPECT_EQ(m.total_executions(), 1u + 99900u + 100u + 99u);
+  auto loops = m.loops(10);
+  ASSERT_GE(loops.size(), 2u);
+  std::set<uint64_t> heads;
+  for (const auto& l : loops) heads.insert(l.head_pc);
+  EXPECT_TRUE(heads.count(0x7c07)) << "inner loop (dec dx; jnz)";
+  EXPECT_TRUE(heads.count(0x7c04)) << "outer loop (mov dx; ...; loop)";
+}
+
+TEST(MinerCoreTest, EventsBeforeTheirTbRecordWaitForIt) {
+  MinerCore m(MinerOptions{});
+  m.begin_generation(1);
+  const uint32_t ids[] = {5, 5, 5};
+  m.add_events(0, ids);
+  m.fold();
+  EXPECT_TRUE(m.top(10).empty());
+  const uint8_t b[] = {0xc3};
+  m.add_tb(5, 0xffffffff81000000ULL, 0x1000000, 1, 1, b);
+  m.fold();
+  auto top = m.top(1);
+  ASSERT_EQ(top.size(), 1u);
+  EXPECT_EQ(top[0].count, 3u);
+}
+
+TEST(MinerCoreTest, HostileIdsAndFillersAreBoundedAndCounted) {
+  MinerCore m(MinerOptions{});
+  m.begin_generation(1);
+  const uint32_t ids[] = {kMaxTbIds, 0xfffffffeu, kNoTbEvent, 1};
+  m.add_events(0, ids);
+  m.add_events(5000, ids);  // a vCPU index beyond any machine: ignored
+  m.add_count(kMaxTbIds + 1, 10);
+  EXPECT_EQ(m.stats().events_unknown_tb, 3u);
+  m.fold();
+  EXPECT_TRUE(m.top(10).empty());
+}
+
+TEST(MinerCoreTest, StoreResumesAGenerationAfterARestart) {
+  char tmpl[] = "/tmp/gb-miner-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  const std::string db = dir + "/miner.sqlite";
+  {
+    auto store = MinerStore::open(db);
+    ASSERT_TRUE(store) << store.error().message;
+    MinerCore m(MinerOptions{});
+    m.begin_generation(42);
+    add_loop_tbs(m);
+    feed_nested_loop(m, 0);
+    m.fold();
+    ASSERT_TRUE((*store)->save(m, 100));
+  }
+  auto store = MinerStore::open(db);
+  ASSERT_TRUE(store);
+  MinerCore m(MinerOptions{});
+  m.begin_generation(42);
+  auto loaded = (*store)->load(42, m);
+  ASSERT_TRUE(loaded && *loaded);
+  auto top = m.top(1);
+  ASSERT_EQ(top.size(), 1u);
+  EXPECT_EQ(top[0].info.pc, 0x7c07u);
+  EXPECT_EQ(top[0].count, 99900u);
+  EXPECT_EQ(top[0].info.size_bytes, 3u);
+  // Events after the restart still name their tb_ids (the TB table came back too).
+  const uint32_t more[] = {1, 1};
+  m.add_events(0, more);
+  m.fold();
+  EXPECT_EQ(m.top(1)[0].count, 99902u);
+  EXPECT_GE(m.loops(10).size(), 2u) << "edges came back";
+  // Another generation starts empty.
+  MinerCore other(MinerOptions{});
+  other.begin_generation(43);
+  auto none = (*store)->load(43, other);
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(*none);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace glassbox::pattern_miner
