@@ -258,6 +258,31 @@ TEST_P(TracePipelineTest, GuestHotLoopIsAmongTheHottestBlocksAndALoopHead) {
     EXPECT_TRUE(head) << "no loop headed inside gb_cpuburn_chunk: " << loops.dump(1);
   }
 
+  // The consumer killed and restarted by `up`: the plugin keeps writing (full rings drop and
+  // count, the guest never waits), and the new consumer re-attaches to the same rings.
+  {
+    const auto status = inst.status();
+    int consumer_pid = 0;
+    for (const auto& svc : status["services"]) {
+      if (svc["name"] == "trace-consumer") consumer_pid = svc["pid"].get<int>();
+    }
+    ASSERT_GT(consumer_pid, 0) << status.dump(1);
+    const std::string generation = stats["trace"]["generation"].get<std::string>();
+    ASSERT_EQ(::kill(consumer_pid, SIGKILL), 0);
+    nlohmann::json again;
+    ASSERT_TRUE(wait_until(
+        [&] {
+          again = json_of(inst.cli({"trace", "stats", "--json"}));
+          return again.is_object() && again["trace"].is_object() &&
+                 again["trace"].value("attached", false) &&
+                 again["trace"].value("events_total", uint64_t{0}) > 100000;
+        },
+        60s))
+        << again.dump(1);
+    EXPECT_EQ(again["trace"]["generation"], generation) << "the same QEMU, the same rings";
+    EXPECT_EQ(again["trace"]["event_ring_resyncs"], 0);
+  }
+
   // The miner killed and restarted by `up`: the generation's counts come back from SQLite.
   uint64_t before = 0;
   for (const auto& b : blocks["blocks"]) {
