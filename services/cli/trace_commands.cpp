@@ -125,7 +125,12 @@ int cmd_trace(const Invocation& inv) {
   nlohmann::json arr = nlohmann::json::array();
   if (r->blocks()) {
     for (const auto* b : *r->blocks()) {
+      nlohmann::json procs = nlohmann::json::array();
+      if (b->processes()) {
+        for (const auto* p : *b->processes()) procs.push_back(p ? p->str() : "");
+      }
       arr.push_back({{"pc", hex(b->pc())},
+                     {"processes", procs},
                      {"gpa", b->gpa() ? nlohmann::json(hex(b->gpa())) : nlohmann::json(nullptr)},
                      {"count", b->count()},
                      {"count_error", b->count_error()},
@@ -143,7 +148,7 @@ int cmd_trace(const Invocation& inv) {
   } else {
     const double total = static_cast<double>(std::max<uint64_t>(1, r->total_executions()));
     std::cout << fmt::format("{:>18} {:>12} {:>14} {:>6} {:>6}  {}\n", "PC", "GPA", "COUNT", "%",
-                             "INSNS", "SYMBOL");
+                             "INSNS", "SYMBOL / PROCESS");
     for (const auto& b : arr) {
       std::cout << fmt::format(
           "{:>18} {:>12} {:>14} {:>6.2f} {:>6}  {}\n", b["pc"].get<std::string>(),

@@ -75,7 +75,14 @@ void MinerCore::add_tb(uint32_t tb_id, uint64_t pc, uint64_t gpa, uint32_t size_
   rec.gpa = gpa;
   cfg_->add_tb(rec);
   new_tbs_.emplace_back(tb_id, info);
-  info_by_pc_[pc] = std::move(info);
+  auto& slot = info_by_pc_[pc];
+  std::vector<uint64_t> gpas = std::move(slot.gpas);
+  if (gpa != kNoGpa && gpas.size() < kMaxGpasPerPc &&
+      std::find(gpas.begin(), gpas.end(), gpa) == gpas.end()) {
+    gpas.push_back(gpa);
+  }
+  slot = std::move(info);
+  slot.gpas = std::move(gpas);
 }
 
 void MinerCore::add_events(uint32_t vcpu_index, std::span<const uint32_t> tb_ids) {

@@ -56,7 +56,13 @@ struct BlockInfo {
   uint32_t size_bytes = 0;
   uint32_t n_insns = 0;
   std::vector<uint8_t> bytes;
+  // Every distinct gpa a TB at this pc was translated from (at most kMaxGpasPerPc): user code
+  // of different processes can share a pc (static binaries all start at 0x401000), and their
+  // counts are merged here; the gpas tell which processes' code it was.
+  std::vector<uint64_t> gpas;
 };
+
+inline constexpr size_t kMaxGpasPerPc = 8;
 
 struct HotEntry {
   BlockInfo info;      // info.size_bytes == 0 when no TB record was seen for the pc

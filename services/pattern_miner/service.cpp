@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -79,6 +80,13 @@ struct Service::Impl {
   std::string last_bad;
   std::unordered_set<uint64_t> announced;        // hot pcs already published this generation
   std::map<uint64_t, std::string> symbol_cache;  // kernel pc -> name (this generation)
+  // semantic-db's region map (process -> gva -> gpa runs), refreshed at most every 2 s.
+  struct Run {
+    uint64_t gva, gpa, size;
+    std::string who;
+  };
+  std::vector<Run> regions;
+  Clock::time_point regions_at{};
 
   Impl(shared::Config c, shared::StatePaths p)
       : config(std::move(c)),
@@ -276,6 +284,44 @@ struct Service::Impl {
       if (s && s->size()) symbol_cache[want[i]] = s->str();
     }
   }
+  // Which processes map user `pc` to `gpa` (the TB's code page): shared code names several.
+  void refresh_regions() {
+    if (Clock::now() - regions_at < std::chrono::seconds(2)) return;
+    regions_at = Clock::now();
+    flatbuffers::FlatBufferBuilder fbb(64);
+    auto q = fb::semantic::CreateGetRegions(fbb, 0);
+    fb::semantic::FinishSemanticRequestBuffer(
+        fbb,
+        fb::semantic::CreateSemanticRequest(fbb, fb::semantic::Command::GetRegions, q.Union()));
+    auto bytes = shared::request(paths.service_endpoint("semantic-db"),
+                                 {fbb.GetBufferPointer(), fbb.GetSize()}, milliseconds(2000));
+    if (!bytes) return;
+    flatbuffers::Verifier v(bytes->data(), bytes->size());
+    if (!v.VerifyBuffer<fb::semantic::SemanticReply>(nullptr)) return;
+    const auto* r = flatbuffers::GetRoot<fb::semantic::SemanticReply>(bytes->data());
+    if (r->error() || !r->regions()) return;
+    regions.clear();
+    for (const auto* p : *r->regions()) {
+      if (!p->ranges()) continue;
+      const std::string who =
+          (p->comm() ? p->comm()->str() : std::string("?")) + "[" + std::to_string(p->pid()) + "]";
+      for (const auto* g : *p->ranges())
+        regions.push_back({g->gva(), g->gpa(), g->size_bytes(), who});
+    }
+  }
+  std::vector<std::string> processes_of(uint64_t pc, const std::vector<uint64_t>& gpas) const {
+    std::vector<std::string> out;
+    if (pc >= kKernelHalf || gpas.empty()) return out;
+    for (const auto& r : regions) {
+      if (pc >= r.gva && pc - r.gva < r.size &&
+          std::find(gpas.begin(), gpas.end(), r.gpa + (pc - r.gva)) != gpas.end()) {
+        if (std::find(out.begin(), out.end(), r.who) == out.end()) out.push_back(r.who);
+        if (out.size() >= 16) break;
+      }
+    }
+    return out;
+  }
+
   std::string symbol_of(uint64_t pc) {
     auto it = symbol_cache.find(pc);
     return it == symbol_cache.end() ? std::string() : it->second;
@@ -328,13 +374,17 @@ struct Service::Impl {
     std::vector<uint64_t> pcs;
     for (const auto& e : top) pcs.push_back(e.info.pc);
     symbolize(pcs);
+    refresh_regions();
     Fbb fbb(16384);
     std::vector<flatbuffers::Offset<fb::miner::HotBlock>> v;
     for (const auto& e : top) {
+      std::vector<flatbuffers::Offset<flatbuffers::String>> procs;
+      for (const auto& p : processes_of(e.info.pc, e.info.gpas))
+        procs.push_back(fbb.CreateString(p));
       v.push_back(fb::miner::CreateHotBlock(
           fbb, e.info.pc, e.info.gpa == kNoGpa ? 0 : e.info.gpa, e.count, e.error, e.info.n_insns,
           e.info.size_bytes, fbb.CreateString(symbol_of(e.info.pc)), e.info.pc >= kKernelHalf,
-          fbb.CreateVector(e.info.bytes)));
+          fbb.CreateVector(e.info.bytes), fbb.CreateVector(procs)));
     }
     auto vec = fbb.CreateVector(v);
     fb::miner::MinerReplyBuilder b(fbb);
