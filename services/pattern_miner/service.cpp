@@ -123,7 +123,10 @@ struct Service::Impl {
     last_iox_try = Clock::now();
     if (!shared::roudi_available()) return;
     if (auto r = shared::init_runtime(config.instance.name, "pattern-miner"); !r) return;
-    auto s = shared::ChunkSubscriber::create(config.instance.name, "trace", 0, 256);
+    // A short queue: when the miner falls behind, iceoryx drops its oldest batches (counted as
+    // lost) and returns their chunks to the pool, so trace-consumer keeps draining the
+    // plugin's rings instead of waiting for chunks the miner still holds.
+    auto s = shared::ChunkSubscriber::create(config.instance.name, "trace", 0, 8);
     if (!s) {
       log->warn("iceoryx subscriber: {}", s.error().message);
       return;
