@@ -482,6 +482,10 @@ Service::~Service() = default;
 Result<void> Service::run(const std::atomic<bool>& stop) {
   Impl& s = *impl_;
   s.log = shared::make_logger("pattern-miner");
+  // Of the tracing stages the miner alone may fall behind (it samples, counting lost
+  // batches); trace-consumer must keep the plugin's rings drained. On a host with fewer cores
+  // than stages, yield to it.
+  if (::nice(5) == -1) s.log->debug("nice(5) failed; running at the default priority");
   GB_TRY(s.paths.create());
   auto lock = shared::FileLock::acquire(
       s.paths.dir() + "/pattern-miner.lock",
