@@ -123,10 +123,10 @@ struct Service::Impl {
     last_iox_try = Clock::now();
     if (!shared::roudi_available()) return;
     if (auto r = shared::init_runtime(config.instance.name, "pattern-miner"); !r) return;
-    // A short queue: when the miner falls behind, iceoryx drops its oldest batches (counted as
-    // lost) and returns their chunks to the pool, so trace-consumer keeps draining the
-    // plugin's rings instead of waiting for chunks the miner still holds.
-    auto s = shared::ChunkSubscriber::create(config.instance.name, "trace", 0, 8);
+    // A deep queue: TB records and events share this topic, and a lost TB record batch
+    // would leave its tb_ids unnamed for good. The price: a miner that falls behind holds
+    // chunks and slows trace-consumer (see README, tracing figures).
+    auto s = shared::ChunkSubscriber::create(config.instance.name, "trace", 0, 256);
     if (!s) {
       log->warn("iceoryx subscriber: {}", s.error().message);
       return;
@@ -482,10 +482,6 @@ Service::~Service() = default;
 Result<void> Service::run(const std::atomic<bool>& stop) {
   Impl& s = *impl_;
   s.log = shared::make_logger("pattern-miner");
-  // Of the tracing stages the miner alone may fall behind (it samples, counting lost
-  // batches); trace-consumer must keep the plugin's rings drained. On a host with fewer cores
-  // than stages, yield to it.
-  if (::nice(5) == -1) s.log->debug("nice(5) failed; running at the default priority");
   GB_TRY(s.paths.create());
   auto lock = shared::FileLock::acquire(
       s.paths.dir() + "/pattern-miner.lock",
