@@ -67,7 +67,10 @@ struct Service::Impl {
   std::unique_ptr<shared::EventPublisher> events;
   bool iox_ready = false;
   Clock::time_point last_iox_try{};
-  std::unique_ptr<shared::ChunkSubscriber> subscriber;
+  std::unique_ptr<shared::ChunkSubscriber> subscriber;     // "trace": events, counts
+  std::unique_ptr<shared::ChunkSubscriber> tb_subscriber;  // "trace-tbs": TB records
+  bool have_tb_seq = false;
+  uint64_t last_tb_seq = 0;
 
   MinerCore core;
   std::unique_ptr<MinerStore> store;
@@ -123,15 +126,19 @@ struct Service::Impl {
     last_iox_try = Clock::now();
     if (!shared::roudi_available()) return;
     if (auto r = shared::init_runtime(config.instance.name, "pattern-miner"); !r) return;
-    // A deep queue: TB records and events share this topic, and a lost TB record batch
-    // would leave its tb_ids unnamed for good. The price: a miner that falls behind holds
-    // chunks and slows trace-consumer (see README, tracing figures).
-    auto s = shared::ChunkSubscriber::create(config.instance.name, "trace", 0, 256);
+    // Events on a short queue: a miner that falls behind loses event batches (counted, it
+    // samples) and returns their chunks to the pool, so trace-consumer keeps draining the
+    // plugin's rings. TB records on a deep queue of their own: they are small and rare, and
+    // a lost one would leave its tb_ids unnamed for good.
+    auto s = shared::ChunkSubscriber::create(config.instance.name, "trace", 0, 8);
+    auto t = shared::ChunkSubscriber::create(config.instance.name, "trace-tbs", 0, 256);
+    if (s && !t) s = tl::unexpected(t.error());
     if (!s) {
       log->warn("iceoryx subscriber: {}", s.error().message);
       return;
     }
     subscriber = std::move(*s);
+    tb_subscriber = std::move(*t);
     iox_ready = true;
     log->info("subscribed to (glassbox, {}, trace)", config.instance.name);
   }
@@ -167,7 +174,14 @@ struct Service::Impl {
       return bad("batch header failed FlatBuffers verification");
     }
     const auto* h = flatbuffers::GetRoot<fb::trace::TraceBatchHeader>(c.header.data());
-    if (have_seq && h->seq() != last_seq + 1 && h->seq() > last_seq) {
+    if (h->kind() == fb::trace::BatchKind::TbRecords) {  // their own topic and sequence
+      if (have_tb_seq && h->seq() > last_tb_seq + 1) {
+        batches_lost += h->seq() - last_tb_seq - 1;
+        m_batches_lost->Increment(static_cast<double>(h->seq() - last_tb_seq - 1));
+      }
+      have_tb_seq = true;
+      last_tb_seq = h->seq();
+    } else if (have_seq && h->seq() != last_seq + 1 && h->seq() > last_seq) {
       batches_lost += h->seq() - last_seq - 1;
       m_batches_lost->Increment(static_cast<double>(h->seq() - last_seq - 1));
       // Edges across the gap would be invented: restart every vCPU's stream.
@@ -176,8 +190,10 @@ struct Service::Impl {
         core.add_events(i, std::span<const uint32_t>(&filler, 1));
       }
     }
-    have_seq = true;
-    last_seq = h->seq();
+    if (h->kind() != fb::trace::BatchKind::TbRecords) {
+      have_seq = true;
+      last_seq = h->seq();
+    }
     on_generation(h->generation());
     ++batches;
     m_batches->Increment();
@@ -233,6 +249,16 @@ struct Service::Impl {
 
   void poll_batches() {
     if (!subscriber) return;
+    // TB records first: events name their tb_ids.
+    for (int i = 0; i < 256; ++i) {
+      auto c = tb_subscriber->take();
+      if (!c) {
+        bad(c.error().message);
+        continue;
+      }
+      if (!*c) break;
+      on_chunk((*c)->view());
+    }
     for (int i = 0; i < 256; ++i) {
       auto c = subscriber->take();
       if (!c) {

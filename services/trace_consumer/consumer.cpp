@@ -86,7 +86,8 @@ struct Consumer::Impl {
   std::unique_ptr<shared::CommandServer> commands;
   bool iox_ready = false;
   Clock::time_point last_iox_try{};
-  std::unique_ptr<shared::ChunkPublisher> publisher;
+  std::unique_ptr<shared::ChunkPublisher> publisher;     // "trace": events, counts
+  std::unique_ptr<shared::ChunkPublisher> tb_publisher;  // "trace-tbs": TB records
 
   std::unique_ptr<Attached> at;
   std::string why_detached = "no trace file yet";
@@ -96,7 +97,8 @@ struct Consumer::Impl {
   Clock::time_point last_layout_try{};
   Clock::time_point last_counts{};
 
-  uint64_t seq = 0;
+  uint64_t seq = 0;     // "trace" batches
+  uint64_t tb_seq = 0;  // "trace-tbs" batches
   uint64_t events_total = 0, tb_records_total = 0, batches = 0, publish_failures = 0;
   uint64_t counted_total = 0;  // counts mode: executions seen through counter deltas
   uint64_t malformed_requests = 0, attaches = 0;
@@ -143,11 +145,13 @@ struct Consumer::Impl {
     if (!shared::roudi_available()) return;
     if (auto r = shared::init_runtime(config.instance.name, "trace-consumer"); !r) return;
     auto p = shared::ChunkPublisher::create(config.instance.name, "trace", 0);
-    if (!p) {
-      log->warn("iceoryx publisher: {}", p.error().message);
+    auto t = shared::ChunkPublisher::create(config.instance.name, "trace-tbs", 0);
+    if (!p || !t) {
+      log->warn("iceoryx publisher: {}", (!p ? p.error() : t.error()).message);
       return;
     }
     publisher = std::move(*p);
+    tb_publisher = std::move(*t);
     iox_ready = true;
     log->info("publishing trace batches on (glassbox, {}, trace)", config.instance.name);
   }
@@ -256,21 +260,23 @@ struct Consumer::Impl {
   shared::Bytes batch_header(fb::trace::BatchKind kind, uint32_t vcpu, uint32_t n_items,
                              uint32_t payload_bytes, bool gpa_valid) {
     flatbuffers::FlatBufferBuilder fbb(256);
-    auto h = fb::trace::CreateTraceBatchHeader(fbb, fbb.CreateString(config.instance.name), seq,
-                                               at->view.generation, kind, vcpu, n_items,
+    const uint64_t batch_seq = kind == fb::trace::BatchKind::TbRecords ? tb_seq : seq;
+    auto h = fb::trace::CreateTraceBatchHeader(fbb, fbb.CreateString(config.instance.name),
+                                               batch_seq, at->view.generation, kind, vcpu, n_items,
                                                payload_bytes, gpa_valid, unix_ns(), drops_total());
     fbb.Finish(h);
     return shared::Bytes(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
   }
 
   bool publish(const shared::Bytes& header, uint64_t payload_bytes,
-               const std::function<void(uint8_t*)>& fill) {
-    if (!publisher) return false;
-    if (auto r = publisher->publish(header, payload_bytes, fill); !r) {
+               const std::function<void(uint8_t*)>& fill, bool tb_records = false) {
+    shared::ChunkPublisher* pub = tb_records ? tb_publisher.get() : publisher.get();
+    if (!pub) return false;
+    if (auto r = pub->publish(header, payload_bytes, fill); !r) {
       ++publish_failures;
       return false;
     }
-    ++seq;
+    ++(tb_records ? tb_seq : seq);
     ++batches;
     m_batches->Increment();
     return true;
@@ -320,7 +326,8 @@ struct Consumer::Impl {
       // A record lost here would leave tb_ids without a pc; retry briefly on a full pool.
       bool ok = false;
       for (int attempt = 0; attempt < 50 && !ok; ++attempt) {
-        ok = publish(header, len, [&](uint8_t* p) { std::memcpy(p, src, len); });
+        ok = publish(
+            header, len, [&](uint8_t* p) { std::memcpy(p, src, len); }, true);
         if (!ok) std::this_thread::sleep_for(milliseconds(2));
       }
       if (ok) {
@@ -567,6 +574,7 @@ Result<void> Consumer::run(const std::atomic<bool>& stop) {
   }
   s.drain_all();
   s.publisher.reset();
+  s.tb_publisher.reset();
   return {};
 }
 

@@ -5,9 +5,10 @@
 // record per translation: pc, RAM-file offset, size, n_insns, insn bytes), per-vCPU event
 // rings of executed tb_ids (stream mode) and inline execution counters per tb_id (counts
 // mode). This service attaches to that file (and re-attaches to a new one when QEMU
-// restarts: new inode, new generation), drains it and publishes batches over iceoryx
-// ("glassbox", INSTANCE, "trace") as schemas/trace.fbs describes:
-//   TbRecords first (RAM-file offsets turned into gpas with vm-supervisor's RAM layout), then
+// restarts: new inode, new generation), drains it and publishes batches over iceoryx as
+// schemas/trace.fbs describes: on ("glassbox", INSTANCE, "trace-tbs")
+//   TbRecords (RAM-file offsets turned into gpas with vm-supervisor's RAM layout), first; on
+//   ("glassbox", INSTANCE, "trace")
 //   Events per vCPU (the ring's u32 tb_ids, copied straight from the ring into the loaned
 //   chunk) or Counts (counter deltas every 100 ms).
 // The rings live in the file, not in this process: a restarted consumer resumes from the
