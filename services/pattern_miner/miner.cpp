@@ -40,6 +40,7 @@ void MinerCore::begin_generation(uint64_t generation) {
   tb_pc_.clear();
   tb_size_.clear();
   tb_pending_.clear();
+  tb_gpa_.clear();
   dirty_tbs_.clear();
   pending_edges_.clear();
   last_tb_.clear();
@@ -51,6 +52,15 @@ void MinerCore::begin_generation(uint64_t generation) {
   net_ = std::make_unique<HotTraceSelector>(NetOptions{options_.trace_threshold});
 }
 
+void MinerCore::grow_tb_tables(uint32_t tb_id) {
+  if (tb_id < tb_pc_.size()) return;
+  const size_t n = std::min<size_t>(kMaxTbIds, std::max<size_t>(tb_id + 1, tb_pc_.size() * 2));
+  tb_pc_.resize(n, 0);
+  tb_size_.resize(n, 0);
+  tb_pending_.resize(n, 0);
+  tb_gpa_.resize(n, kNoGpa);
+}
+
 void MinerCore::add_tb(uint32_t tb_id, uint64_t pc, uint64_t gpa, uint32_t size_bytes,
                        uint32_t n_insns, std::span<const uint8_t> bytes) {
   if (tb_id >= kMaxTbIds) {
@@ -58,15 +68,10 @@ void MinerCore::add_tb(uint32_t tb_id, uint64_t pc, uint64_t gpa, uint32_t size_
     return;
   }
   ++stats_.tb_records;
-  if (tb_pc_.size() <= tb_id) {
-    const size_t n = std::min<size_t>(kMaxTbIds, std::max<size_t>(tb_id + 1, tb_pc_.size() * 2));
-    tb_pc_.resize(n, 0);
-    tb_size_.resize(n, 0);
-    tb_pending_.resize(n, 0);
-  }
+  grow_tb_tables(tb_id);
   tb_pc_[tb_id] = pc;
   tb_size_[tb_id] = size_bytes;
-  BlockInfo info{pc, gpa, size_bytes, n_insns, std::vector<uint8_t>(bytes.begin(), bytes.end())};
+  tb_gpa_[tb_id] = gpa;
   TbRecord rec;
   rec.tb_id = tb_id;
   rec.pc = pc;
@@ -74,15 +79,28 @@ void MinerCore::add_tb(uint32_t tb_id, uint64_t pc, uint64_t gpa, uint32_t size_
   rec.n_insns = n_insns;
   rec.gpa = gpa;
   cfg_->add_tb(rec);
-  new_tbs_.emplace_back(tb_id, info);
+  std::vector<uint8_t> code(bytes.begin(), bytes.end());
+  new_tbs_.emplace_back(tb_id, BlockInfo{pc, gpa, size_bytes, n_insns, code, {}});
+  // The variant of this gpa: a retranslation updates it, a new gpa takes a free slot or
+  // replaces the coldest variant (the hot one, the one that matters, is never the coldest).
   auto& slot = info_by_pc_[pc];
-  std::vector<uint64_t> gpas = std::move(slot.gpas);
-  if (gpa != kNoGpa && gpas.size() < kMaxGpasPerPc &&
-      std::find(gpas.begin(), gpas.end(), gpa) == gpas.end()) {
-    gpas.push_back(gpa);
+  auto& vs = slot.variants;
+  auto it = std::find_if(vs.begin(), vs.end(), [&](const CodeVariant& v) { return v.gpa == gpa; });
+  if (it == vs.end()) {
+    if (vs.size() < kMaxVariantsPerPc) {
+      it = vs.insert(vs.end(), CodeVariant{});
+    } else {
+      it = std::min_element(vs.begin(), vs.end(), [](const CodeVariant& a, const CodeVariant& b) {
+        return a.executions < b.executions;
+      });
+      it->executions = 0;
+    }
+    it->gpa = gpa;
   }
-  slot = std::move(info);
-  slot.gpas = std::move(gpas);
+  it->size_bytes = size_bytes;
+  it->n_insns = n_insns;
+  it->bytes = std::move(code);
+  slot.latest = static_cast<size_t>(it - vs.begin());
 }
 
 void MinerCore::add_events(uint32_t vcpu_index, std::span<const uint32_t> tb_ids) {
@@ -102,10 +120,7 @@ void MinerCore::add_events(uint32_t vcpu_index, std::span<const uint32_t> tb_ids
         prev = kNoTbEvent;
         continue;
       }
-      const size_t n = std::min<size_t>(kMaxTbIds, std::max<size_t>(id + 1, tb_pc_.size() * 2));
-      tb_pc_.resize(n, 0);
-      tb_size_.resize(n, 0);
-      tb_pending_.resize(n, 0);
+      grow_tb_tables(id);
     }
     if (tb_pending_[id]++ == 0) dirty_tbs_.push_back(id);
     if (prev != kNoTbEvent) {
@@ -135,12 +150,7 @@ void MinerCore::add_count(uint32_t tb_id, uint64_t delta) {
     ++stats_.events_unknown_tb;
     return;
   }
-  if (tb_id >= tb_pending_.size()) {
-    const size_t n = std::min<size_t>(kMaxTbIds, std::max<size_t>(tb_id + 1, tb_pc_.size() * 2));
-    tb_pc_.resize(n, 0);
-    tb_size_.resize(n, 0);
-    tb_pending_.resize(n, 0);
-  }
+  grow_tb_tables(tb_id);
   stats_.counted += delta;
   if (tb_pending_[tb_id] == 0 && delta) dirty_tbs_.push_back(tb_id);
   tb_pending_[tb_id] += delta;
@@ -159,6 +169,14 @@ void MinerCore::fold() {
     }
     blocks_.add(pc, n);
     cfg_->add_exec(pc, n, tb_size_[id]);
+    if (auto c = info_by_pc_.find(pc); c != info_by_pc_.end()) {
+      for (auto& v : c->second.variants) {
+        if (v.gpa == tb_gpa_[id]) {
+          v.executions += n;
+          break;
+        }
+      }
+    }
     tb_pending_[id] = 0;
   }
   dirty_tbs_ = std::move(still_dirty);
@@ -177,17 +195,32 @@ void MinerCore::fold() {
   }
 }
 
-const BlockInfo* MinerCore::info(uint64_t pc) const {
+std::optional<BlockInfo> MinerCore::info(uint64_t pc) const {
   auto it = info_by_pc_.find(pc);
-  return it == info_by_pc_.end() ? nullptr : &it->second;
+  if (it == info_by_pc_.end() || it->second.variants.empty()) return std::nullopt;
+  const auto& vs = it->second.variants;
+  std::vector<size_t> order(vs.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  const size_t latest = it->second.latest;
+  // Hottest first; among equals (none run yet, say) the latest translation first.
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (vs[a].executions != vs[b].executions) return vs[a].executions > vs[b].executions;
+    return a == latest && b != latest;
+  });
+  const CodeVariant& best = vs[order.front()];
+  BlockInfo out{pc, best.gpa, best.size_bytes, best.n_insns, best.bytes, {}};
+  for (size_t i : order) {
+    if (vs[i].gpa != kNoGpa) out.gpas.push_back(vs[i].gpa);
+  }
+  return out;
 }
 
 std::vector<HotEntry> MinerCore::top(size_t n) const {
   std::vector<HotEntry> out;
   for (const auto& e : blocks_.top(n)) {
     HotEntry h;
-    if (const BlockInfo* i = info(e.key)) {
-      h.info = *i;
+    if (auto i = info(e.key)) {
+      h.info = std::move(*i);
     } else {
       h.info.pc = e.key;
     }
@@ -230,10 +263,10 @@ void MinerCore::restore_tb(uint32_t tb_id, const BlockInfo& info) {
 }
 void MinerCore::restore_block_count(uint64_t pc, uint64_t count) {
   blocks_.add(pc, count);
-  if (const BlockInfo* i = info(pc)) cfg_->add_exec(pc, count, i->size_bytes);
+  if (auto i = info(pc)) cfg_->add_exec(pc, count, i->size_bytes);
 }
 void MinerCore::restore_edge(uint64_t from_pc, uint64_t to_pc, uint64_t count) {
-  const BlockInfo* i = info(from_pc);
+  const auto i = info(from_pc);
   cfg_->add_edge(from_pc, to_pc, count, i ? i->size_bytes : kAnySize);
 }
 

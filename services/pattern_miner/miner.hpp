@@ -49,20 +49,31 @@ struct MinerOptions {
   CfgLimits cfg;
 };
 
-// Everything known about the code at one pc (its latest TB record).
+// One piece of code at a pc: user code of different processes can share a pc (static
+// binaries all start at 0x401000) while being different code at different gpas. Counts are
+// merged per pc (the Space-Saving key); each variant keeps its own share so the hot block is
+// reported with the gpa and bytes of the code that actually ran most.
+struct CodeVariant {
+  uint64_t gpa = kNoGpa;
+  uint32_t size_bytes = 0;
+  uint32_t n_insns = 0;
+  std::vector<uint8_t> bytes;
+  uint64_t executions = 0;  // executions of TBs translated from this gpa (since this miner began
+                            // the generation; not persisted)
+};
+
+inline constexpr size_t kMaxVariantsPerPc = 8;
+
+// What is reported for one pc: the hottest variant's gpa, size, n_insns and bytes (the latest
+// translation when none has run yet), and every variant's gpa, hottest first.
 struct BlockInfo {
   uint64_t pc = 0;
   uint64_t gpa = kNoGpa;
   uint32_t size_bytes = 0;
   uint32_t n_insns = 0;
   std::vector<uint8_t> bytes;
-  // Every distinct gpa a TB at this pc was translated from (at most kMaxGpasPerPc): user code
-  // of different processes can share a pc (static binaries all start at 0x401000), and their
-  // counts are merged here; the gpas tell which processes' code it was.
-  std::vector<uint64_t> gpas;
+  std::vector<uint64_t> gpas;  // at most kMaxVariantsPerPc, hottest first
 };
-
-inline constexpr size_t kMaxGpasPerPc = 8;
 
 struct HotEntry {
   BlockInfo info;      // info.size_bytes == 0 when no TB record was seen for the pc
@@ -110,7 +121,8 @@ class MinerCore {
   uint64_t total_executions() const { return blocks_.total(); }
   const MinerStats& stats() const { return stats_; }
   size_t n_blocks_known() const { return info_by_pc_.size(); }
-  const BlockInfo* info(uint64_t pc) const;
+  // The block at `pc` as reported (hottest variant), nullopt when no TB record was seen.
+  std::optional<BlockInfo> info(uint64_t pc) const;
 
   // For persistence: TB records of this generation added since the last call.
   std::vector<std::pair<uint32_t, BlockInfo>> take_new_tbs();
@@ -122,6 +134,8 @@ class MinerCore {
   void restore_edge(uint64_t from_pc, uint64_t to_pc, uint64_t count);
 
  private:
+  void grow_tb_tables(uint32_t tb_id);  // makes tb_id a valid index (tb_id < kMaxTbIds)
+
   MinerOptions options_;
   uint64_t generation_ = 0;
   std::vector<uint64_t> tb_pc_;                           // tb_id -> pc (0: unknown)
@@ -130,7 +144,14 @@ class MinerCore {
   std::vector<uint32_t> dirty_tbs_;                       // tb_ids with pending > 0
   std::unordered_map<uint64_t, uint64_t> pending_edges_;  // (from tb << 32 | to tb) -> count
   std::vector<uint32_t> last_tb_;  // per vCPU: previous tb_id (kNoTbEvent: none)
-  std::unordered_map<uint64_t, BlockInfo> info_by_pc_;
+  // Per pc: its variants (bounded; when full, a new gpa replaces the coldest) and which one
+  // was translated last.
+  struct PcCode {
+    std::vector<CodeVariant> variants;
+    size_t latest = 0;
+  };
+  std::unordered_map<uint64_t, PcCode> info_by_pc_;
+  std::vector<uint64_t> tb_gpa_;  // tb_id -> gpa (kNoGpa: unknown)
   std::vector<std::pair<uint32_t, BlockInfo>> new_tbs_;
   std::vector<std::tuple<uint64_t, uint64_t, uint64_t>> new_edges_;
   SpaceSaving<uint64_t> blocks_;

@@ -66,6 +66,41 @@ TEST(MinerCoreTest, EventsBeforeTheirTbRecordWaitForIt) {
   EXPECT_EQ(top[0].count, 3u);
 }
 
+// Static binaries share user pcs (0x401000 on): the pc's count is one, but the block is
+// reported with the gpa and bytes of the code that ran most, however many other programs
+// translated code at that pc before and after it (the CI run that named nobody: the hot
+// gpa was never among the first eight kept).
+TEST(MinerCoreTest, ASharedUserPcReportsTheHottestCodeAtItWhateverTheOrder) {
+  MinerCore m(MinerOptions{});
+  m.begin_generation(3);
+  const uint8_t cold[] = {0xc3};
+  const uint8_t hot[] = {0x48, 0xff, 0xc0, 0xeb, 0xfb};
+  uint32_t id = 0;
+  for (; id < 2 * kMaxVariantsPerPc; ++id) {  // more cold programs than slots, run once each
+    m.add_tb(id, 0x401760, 0x7000000 + id * 0x1000, 1, 1, cold);
+    m.add_count(id, 1);
+    m.fold();
+  }
+  const uint32_t hot_id = id++;
+  m.add_tb(hot_id, 0x401760, 0xbd40760, 5, 2, hot);
+  m.add_count(hot_id, 1000000);
+  m.fold();
+  for (int i = 0; i < 3 * static_cast<int>(kMaxVariantsPerPc); ++i, ++id) {  // and more after it
+    m.add_tb(id, 0x401760, 0x9000000 + i * 0x1000, 1, 1, cold);
+    m.add_count(id, 2);
+    m.fold();
+  }
+  auto top = m.top(1);
+  ASSERT_EQ(top.size(), 1u);
+  EXPECT_EQ(top[0].count, 1000000u + 2 * kMaxVariantsPerPc + 2 * 3 * kMaxVariantsPerPc);
+  EXPECT_EQ(top[0].info.gpa, 0xbd40760u);
+  EXPECT_EQ(top[0].info.size_bytes, 5u);
+  EXPECT_EQ(top[0].info.bytes, std::vector<uint8_t>(std::begin(hot), std::end(hot)));
+  ASSERT_LE(top[0].info.gpas.size(), kMaxVariantsPerPc);
+  ASSERT_FALSE(top[0].info.gpas.empty());
+  EXPECT_EQ(top[0].info.gpas.front(), 0xbd40760u);
+}
+
 TEST(MinerCoreTest, HostileIdsAndFillersAreBoundedAndCounted) {
   MinerCore m(MinerOptions{});
   m.begin_generation(1);
