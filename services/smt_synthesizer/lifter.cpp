@@ -1,0 +1,1 @@
+#include "services/smt_synthesizer/lifter.hpp"
