@@ -94,9 +94,9 @@ class Section {
 };
 
 Result<void> read_sections(const toml::table& root, std::string_view src, Config& c) {
-  static const std::set<std::string> kSections = {"instance", "vm",     "screen", "snapshot",
-                                                  "semantic", "trace",  "miner",  "metrics",
-                                                  "up",       "iceoryx"};
+  static const std::set<std::string> kSections = {"instance", "vm",    "screen", "snapshot",
+                                                  "semantic", "trace", "miner",  "synth",
+                                                  "metrics",  "up",    "iceoryx"};
   for (const auto& [k, v] : root) {
     if (!kSections.contains(std::string(k.str()))) {
       return fail(Errc::kInvalidArgument,
@@ -197,6 +197,15 @@ Result<void> read_sections(const toml::table& root, std::string_view src, Config
   GB_TRY(miner.get("persist_interval_ms", c.miner.persist_interval_ms, 100, 600000));
   GB_TRY(miner.reject_unknown());
 
+  Section synth(table("synth"), "synth", src);
+  GB_TRY(synth.get("db", c.synth.db));
+  GB_TRY(synth.get("workers", c.synth.workers, 1, 64));
+  GB_TRY(synth.get("queue_max", c.synth.queue_max, 1, 1u << 20));
+  GB_TRY(synth.get("verify_timeout_ms", c.synth.verify_timeout_ms, 10, 600000));
+  GB_TRY(synth.get("cegis_timeout_ms", c.synth.cegis_timeout_ms, 0, 600000));
+  GB_TRY(synth.get("cegis_max_insns", c.synth.cegis_max_insns, 1, 16));
+  GB_TRY(synth.reject_unknown());
+
   Section metrics(table("metrics"), "metrics", src);
   GB_TRY(metrics.get("host", c.metrics.host));
   GB_TRY(metrics.get("base_port", c.metrics.base_port, 0, 65000));
@@ -207,8 +216,9 @@ Result<void> read_sections(const toml::table& root, std::string_view src, Config
   GB_TRY(up.get("restart_backoff_ms", c.up.restart_backoff_ms, 0, 600000));
   GB_TRY(up.get("restart_backoff_max_ms", c.up.restart_backoff_max_ms, 0, 3600000));
   GB_TRY(up.reject_unknown());
-  static const std::set<std::string> kServices = {"vm-supervisor", "ram-snapshotter", "semantic-db",
-                                                  "trace-consumer", "pattern-miner"};
+  static const std::set<std::string> kServices = {"vm-supervisor", "ram-snapshotter",
+                                                  "semantic-db",   "trace-consumer",
+                                                  "pattern-miner", "smt-synthesizer"};
   for (const auto& s : c.up.services) {
     if (!kServices.contains(s)) return up.bad("services", "unknown service '" + s + "'");
   }

@@ -91,11 +91,23 @@ struct MinerConfig {
   uint32_t persist_interval_ms = 2000;  // counts written to SQLite this often
 };
 
+// smt-synthesizer: hot blocks -> verified Pixel programs (docs/pixel-isa-v1.md).
+struct SynthConfig {
+  std::string db;                      // the microcode library (SQLite); default
+                                       // STATE_DIR/smt-synthesizer.sqlite
+  uint32_t workers = 1;                // synthesis threads (1..64), each with its own Z3 context
+  uint32_t queue_max = 4096;           // blocks waiting for a worker; beyond it new ones are
+                                       // dropped (counted) until the queue drains
+  uint32_t verify_timeout_ms = 10000;  // Z3 limit for one equivalence proof (10..600000)
+  uint32_t cegis_timeout_ms = 2000;    // the whole CEGIS search per block; 0: direct only
+  uint32_t cegis_max_insns = 6;        // longest program CEGIS searches (1..16)
+};
+
 struct MetricsConfig {
   std::string host = "127.0.0.1";
   uint32_t base_port = 0;  // 0: each service picks a free port; else base_port + service index
                            // (vm-supervisor 1, ram-snapshotter 2, semantic-db 3,
-                           // trace-consumer 4, pattern-miner 5)
+                           // trace-consumer 4, pattern-miner 5, smt-synthesizer 6)
 };
 
 struct UpConfig {
@@ -118,6 +130,7 @@ struct Config {
   SemanticConfig semantic;
   TraceConfig trace;
   MinerConfig miner;
+  SynthConfig synth;
   MetricsConfig metrics;
   UpConfig up;
   IceoryxConfig iceoryx;

@@ -66,7 +66,7 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
   auto* peek =
       ram->add_subcommand("peek", "hex bytes at a guest-physical address, from a live mirror");
   add_state(peek);
-  std::string gpa_text, len_text;
+  std::string gpa_text, len_text, pc_text;
   peek->add_option("GPA", gpa_text, "guest-physical address (0x... or decimal)")->required();
   peek->add_option("LEN", len_text, "bytes (at most 1 MiB)")->required();
   auto* dump = ram->add_subcommand("dump", "write guest RAM to a file (raw image or LiME)");
@@ -121,6 +121,18 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
   add_state(tstats);
   tstats->add_flag("--json", inv.json, "JSON output");
 
+  auto* synth =
+      app.add_subcommand("synth", "verified Pixel programs of hot blocks (smt-synthesizer)");
+  add_state(synth);
+  synth->require_subcommand(1);
+  auto* slist = synth->add_subcommand("list", "every block in the microcode library, newest first");
+  add_state(slist);
+  slist->add_flag("--json", inv.json, "JSON output");
+  auto* sshow = synth->add_subcommand("show", "one block: status, x86 and its Pixel program");
+  add_state(sshow);
+  sshow->add_option("PC", pc_text, "the block's pc (0x... or decimal)")->required();
+  sshow->add_flag("--json", inv.json, "JSON output");
+
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
     app.parse(rev);
@@ -142,6 +154,9 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
     }
     if (sub == ram) {
       for (auto* action : ram->get_subcommands()) inv.ram_action = action->get_name();
+    }
+    if (sub == synth) {
+      for (auto* action : synth->get_subcommands()) inv.synth_action = action->get_name();
     }
   }
   if (for_opt->count() > 0) inv.for_s = for_s;
@@ -166,6 +181,16 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
     }
     inv.gpa = *g;
     inv.length_bytes = *l;
+  }
+  if (inv.synth_action == "show") {
+    try {
+      size_t used = 0;
+      inv.pc = std::stoull(pc_text, &used, 0);
+      if (used != pc_text.size()) throw std::invalid_argument(pc_text);
+    } catch (const std::exception&) {
+      return fail(Errc::kInvalidArgument,
+                  "PC: '" + pc_text + "' is not an address (0x... or decimal)");
+    }
   }
   inv.state_dir = state_dir.empty() ? shared::default_state_dir() : state_dir;
   return inv;

@@ -16,6 +16,7 @@
 //   glassbox [--state-dir DIR] regions [--json] [--ram DUMP ...]
 //   glassbox [--state-dir DIR] hot [--top N] [--json] | loops [--top N] [--json]
 //   glassbox [--state-dir DIR] trace stats [--json]
+//   glassbox [--state-dir DIR] synth list [--json] | synth show PC [--json]
 // --state-dir is accepted before or after the subcommand.
 // Thread-safety: parse_cli() is reentrant.
 #pragma once
@@ -55,6 +56,8 @@ struct Invocation {
   bool history = false;             // ps --history
   int32_t pid = 0;                  // maps PID
   int top_n = 20;                   // hot/loops --top N
+  std::string synth_action;         // for "synth": list, show
+  uint64_t pc = 0;                  // synth show PC
 };
 
 // Parses argv (without argv[0]). `help_text` receives CLI11's help/usage when the user asked

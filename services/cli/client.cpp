@@ -5,6 +5,7 @@
 #include "ram_generated.h"
 #include "semantic_generated.h"
 #include "shared/bus.hpp"
+#include "synth_generated.h"
 #include "trace_generated.h"
 
 namespace glassbox::cli {
@@ -118,6 +119,14 @@ Result<ServiceQuery> query_service_status(const shared::StatePaths& paths, const
         fbb,
         fb::miner::CreateMinerRequest(fbb, fb::miner::MinerCommand::common_GetStatus, get.Union()));
     return status_reply<fb::miner::MinerReply>(paths, name, fbb, timeout);
+  }
+  if (name == "smt-synthesizer") {
+    flatbuffers::FlatBufferBuilder fbb(128);
+    auto get = fb::common::CreateGetStatus(fbb);
+    fb::synth::FinishSynthRequestBuffer(
+        fbb,
+        fb::synth::CreateSynthRequest(fbb, fb::synth::SynthCommand::common_GetStatus, get.Union()));
+    return status_reply<fb::synth::SynthReply>(paths, name, fbb, timeout);
   }
   if (name == "ram-snapshotter") {
     flatbuffers::FlatBufferBuilder fbb(128);

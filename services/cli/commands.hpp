@@ -14,5 +14,6 @@ int cmd_vm(const Invocation& inv);
 int cmd_ram(const Invocation& inv);
 int cmd_introspect(const Invocation& inv);  // ps, modules, kernel, dmesg, maps, regions
 int cmd_trace(const Invocation& inv);       // hot, loops, trace stats
+int cmd_synth(const Invocation& inv);       // synth list, synth show PC
 
 }  // namespace glassbox::cli

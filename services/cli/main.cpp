@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
     if (inv->command == "hot" || inv->command == "loops" || inv->command == "trace") {
       return cmd_trace(*inv);
     }
+    if (inv->command == "synth") return cmd_synth(*inv);
   } catch (const std::exception& e) {
     std::cerr << "glassbox: internal error: " << e.what() << "\n";
     return 1;

@@ -362,7 +362,8 @@ TEST_F(IntrospectTest, BirthAndExitArePublishedAndKeptInTheHistory) {
 
 TEST_F(IntrospectTest, OfflineDumpGivesTheSameAnswerAsLive) {
   const std::string dump = instance_->state_dir() + "/ps.lime";
-  ASSERT_EQ(instance_->cli({"ram", "dump", dump, "--format", "lime", "--consistent"}).exit_code, 0);
+  auto d = instance_->cli({"ram", "dump", dump, "--format", "lime", "--consistent"}, 120s);
+  ASSERT_EQ(d.exit_code, 0) << d.output;
   auto offline = instance_->cli(
       {"ps", "--json", "--ram", dump, "--kernel", bin_dir() + "/../guest/vmlinuz"}, 120s);
   ASSERT_EQ(offline.exit_code, 0) << offline.output;
@@ -383,7 +384,8 @@ TEST_F(IntrospectTest, OfflineDumpGivesTheSameAnswerAsLive) {
 // reported, not asserted (tests/bench/introspect_bench.cpp).
 TEST_F(IntrospectTest, BenchmarkRunsOnADumpAndTheLiveService) {
   const std::string dump = instance_->state_dir() + "/bench.raw";
-  ASSERT_EQ(instance_->cli({"ram", "dump", dump, "--format", "raw"}).exit_code, 0);
+  auto d = instance_->cli({"ram", "dump", dump, "--format", "raw"}, 120s);
+  ASSERT_EQ(d.exit_code, 0) << d.output;
   const std::string json = instance_->state_dir() + "/bench.json";
   CommandResult r;
   {
