@@ -129,8 +129,13 @@ int cmd_trace(const Invocation& inv) {
       if (b->processes()) {
         for (const auto* p : *b->processes()) procs.push_back(p ? p->str() : "");
       }
+      std::string code;
+      if (b->bytes()) {
+        for (uint8_t x : *b->bytes()) code += fmt::format("{:02x}", x);
+      }
       arr.push_back({{"pc", hex(b->pc())},
                      {"processes", procs},
+                     {"bytes", code},
                      {"gpa", b->gpa() ? nlohmann::json(hex(b->gpa())) : nlohmann::json(nullptr)},
                      {"count", b->count()},
                      {"count_error", b->count_error()},

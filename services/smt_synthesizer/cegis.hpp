@@ -8,7 +8,9 @@
 // `undefined_flags` are free. Blocks that touch memory are not attempted (result kSkipped).
 // The search tries programs of 1, 2, ... up to `max_insns` components; each length is a
 // CEGIS loop of a synthesis query (finite set of example inputs) and a verification query
-// (all inputs), bounded by the overall `timeout_ms`.
+// (all inputs), bounded by the overall `timeout_ms`. Outputs are synthesized one after
+// another (GPRs, flags, rip), each reusing the earlier outputs' instructions as free
+// sources; the total is within `max_insns` but not proved minimal (cegis.cpp says why).
 //
 // Thread-safety: uses only the context of the states.
 #pragma once

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <exception>
 #include <optional>
+#include <span>
 #include <utility>
 
 namespace glassbox::smt {
@@ -90,9 +91,11 @@ bool is_cmovcc(unsigned id) {
 
 class Lifter {
  public:
-  Lifter(z3::context& ctx, const DecodedBlock& block, const SymState& in)
+  Lifter(z3::context& ctx, const DecodedBlock& block, const SymState& in,
+         std::span<const uint8_t> bytes)
       : c_(ctx),
         block_(block),
+        bytes_(bytes.size() >= block.size_bytes ? bytes : std::span<const uint8_t>{}),
         s_{in.regs, in.mem},
         rip0_(in.regs.size() > pixel::kRip ? in.regs[pixel::kRip] : ctx.bv_val(0, 64)),
         next_(rip0_) {}
@@ -146,7 +149,16 @@ class Lifter {
   }
 
   // ---- flags --------------------------------------------------------------------------
-  z3::expr flag(Flag f) { return s_.regs[pixel::kCf + f].extract(0, 0) == 1; }
+  // Reads flag f as a Bool. Reading a flag that an earlier instruction of the block left
+  // undefined would make other outputs depend on an undefined value: unsupported.
+  z3::expr flag(Flag f) {
+    if (undef_ & (1u << f)) {
+      unsupported(fmt::format("{} (reads {}, left undefined by an earlier instruction)",
+                              insn_->mnemonic, kFlagName[f]));
+    }
+    return s_.regs[pixel::kCf + f].extract(0, 0) == 1;
+  }
+  z3::expr cf_bit() { return z3::ite(flag(kCF), bv(1, 1), bv(0, 1)); }
   z3::expr flag_bv64(const z3::expr& b) { return z3::ite(b, bv(1, 64), bv(0, 64)); }
   void set_flag(Flag f, const z3::expr& b) {
     s_.regs[pixel::kCf + f] = flag_bv64(b);
@@ -335,6 +347,7 @@ class Lifter {
 
   void lift(const X86Insn& in) {
     check_prefixes(in);
+    rex_byte(in);  // with the bytes: rejects a misplaced REX prefix
     if (const auto cc = cond_of(in.id)) {
       if (is_setcc(in.id)) return lift_setcc(in, *cc);
       if (is_cmovcc(in.id)) return lift_cmovcc(in, *cc);
@@ -351,8 +364,9 @@ class Lifter {
         return lift_mov(in);
       case X86_INS_MOVZX:
       case X86_INS_MOVSX:
-      case X86_INS_MOVSXD:
         return lift_movx(in);
+      case X86_INS_MOVSXD:
+        return lift_movsxd(in);
       case X86_INS_LEA:
         return lift_lea(in);
       case X86_INS_ADD: case X86_INS_ADC: case X86_INS_SUB: case X86_INS_SBB:
@@ -425,6 +439,48 @@ class Lifter {
     write(in.ops[0], v);
   }
 
+  // The REX byte of `in` (0 when none), from the raw bytes; std::nullopt without them. A REX
+  // byte must immediately precede the opcode (SDM Vol. 2 2.2.1: other placements are
+  // ignored); Capstone ignores a misplaced one but Unicorn/QEMU honour it, so a REX byte
+  // followed by another prefix is unsupported rather than guessed.
+  std::optional<uint8_t> rex_byte(const X86Insn& in) {
+    if (bytes_.empty()) return std::nullopt;
+    const uint64_t begin = in.address - block_.pc;
+    if (begin >= bytes_.size() || in.size_bytes > bytes_.size() - begin) bad_operands();
+    uint8_t rex = 0;
+    for (uint64_t i = begin; i < begin + in.size_bytes; ++i) {
+      const uint8_t b = bytes_[i];
+      const bool legacy = b == 0x26 || b == 0x2e || b == 0x36 || b == 0x3e || b == 0x64 ||
+                          b == 0x65 || b == 0x66 || b == 0x67 || b == 0xf0 || b == 0xf2 ||
+                          b == 0xf3;
+      const bool is_rex = (b & 0xf0) == 0x40;
+      if (!legacy && !is_rex) return rex;
+      if (rex != 0) {
+        unsupported(fmt::format("{} (REX prefix not immediately before the opcode)", in.mnemonic));
+      }
+      if (is_rex) rex = b;
+    }
+    bad_operands();
+  }
+
+  // MOVSXD (SDM 2B 4.3 "MOVSX/MOVSXD"): with REX.W, sign-extends r/m32 into r64. Without it
+  // (rare), it is a plain 32-bit (or, with 0x66, 16-bit) move, which Capstone 4 still prints
+  // as "movsxd r64"; only the raw bytes tell them apart (lift_block's `bytes`). Without
+  // the bytes, REX.W is assumed (every compiler's encoding).
+  void lift_movsxd(const X86Insn& in) {
+    need(in, 2);
+    const std::optional<uint8_t> rex = rex_byte(in);
+    const bool w64 = !rex || (*rex & 0x08) != 0;
+    if (w64) return lift_movx(in);
+    if (in.ops[0].kind != Operand::Kind::kReg) bad_operands();
+    GprSlice dst = slice(in.ops[0].reg);
+    dst.width = in.prefix[2] == 0x66 ? 16 : 32;
+    dst.shift = 0;
+    const unsigned sw = op_width(in.ops[1]);
+    if (sw < dst.width) bad_operands();
+    write_slice(dst, read(in.ops[1], sw).extract(dst.width - 1, 0));
+  }
+
   // LEA (SDM 2A 3.3 "LEA"): the effective address, truncated to the destination; no memory
   // access, no flags; segment overrides do not apply.
   void lift_lea(const X86Insn& in) {
@@ -449,7 +505,7 @@ class Lifter {
     switch (in.id) {
       case X86_INS_ADD:
       case X86_INS_ADC: {
-        const z3::expr cin = in.id == X86_INS_ADC ? s_.regs[pixel::kCf].extract(0, 0) : bv(0, 1);
+        const z3::expr cin = in.id == X86_INS_ADC ? cf_bit() : bv(0, 1);
         r = a + b + z3::zext(cin, w - 1);
         const z3::expr wide = z3::zext(a, 1) + z3::zext(b, 1) + z3::zext(cin, w);
         set_flag(kCF, bit(wide, w));
@@ -459,7 +515,7 @@ class Lifter {
       case X86_INS_SUB:
       case X86_INS_SBB:
       case X86_INS_CMP: {
-        const z3::expr cin = in.id == X86_INS_SBB ? s_.regs[pixel::kCf].extract(0, 0) : bv(0, 1);
+        const z3::expr cin = in.id == X86_INS_SBB ? cf_bit() : bv(0, 1);
         r = a - b - z3::zext(cin, w - 1);
         const z3::expr wide = z3::zext(a, 1) - z3::zext(b, 1) - z3::zext(cin, w);
         set_flag(kCF, bit(wide, w));
@@ -818,6 +874,7 @@ class Lifter {
 
   z3::context& c_;
   const DecodedBlock& block_;
+  std::span<const uint8_t> bytes_;  // the block's bytes when the caller gave them, else empty
   SymState s_;
   z3::expr rip0_;                   // r21 on entry: the block's pc
   z3::expr next_;                   // r21 after the current instruction
@@ -829,10 +886,11 @@ class Lifter {
 
 }  // namespace
 
-LiftResult lift_block(z3::context& ctx, const DecodedBlock& block, const SymState& in) {
+LiftResult lift_block(z3::context& ctx, const DecodedBlock& block, const SymState& in,
+                      std::span<const uint8_t> bytes) {
   std::string reason;
   try {
-    Lifter lifter(ctx, block, in);
+    Lifter lifter(ctx, block, in, bytes);
     lifter.run();
     return lifter.result();
   } catch (const Unsupported& u) {

@@ -4,7 +4,10 @@
 // rol/ror (immediate and cl counts; a masked count of 0 leaves every flag alone), imul/mul
 // (one-, two-, three-operand), setcc, cmovcc, bt, xchg, push/pop/call/ret/jmp/jcc, nop/endbr64,
 // partial registers (8-bit high/low and 16-bit writes keep the other bits, 32-bit writes
-// zero-extend).
+// zero-extend). Also: bts/btr/btc, cbw/cwde/cdqe/cwd/cdq/cqo, bswap, clc/stc/cmc, leave,
+// jrcxz/jecxz, pause. Unsupported (reason names the mnemonic): everything else, lock and
+// rep/repne prefixes (bnd/rep on branches and nops excepted), fs/gs memory operands,
+// instructions that read AF (pushf, lahf), bt* with a register bit offset into memory.
 //
 // Flags follow the Intel SDM (Vol. 2, each instruction's "Flags Affected"). A flag the SDM
 // leaves undefined is given a fresh unconstrained value and reported in `undefined_flags`
@@ -19,6 +22,7 @@
 #include <z3++.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "services/smt_synthesizer/symbolic.hpp"
@@ -36,6 +40,11 @@ struct LiftResult {
 };
 
 // Lifts every instruction of `block` starting from `in`. Never throws for any decoded input.
-LiftResult lift_block(z3::context& ctx, const DecodedBlock& block, const SymState& in);
+// `bytes` (optional): the bytes `block` was decoded from (starting at block.pc). They are
+// needed only to tell `48 63` (movsxd r64, sign-extending) from `63` without REX.W (a plain
+// 32/16-bit move that Capstone 4 also prints as "movsxd r64"); without them REX.W is assumed.
+// A flag read after an earlier instruction of the block left it undefined is unsupported.
+LiftResult lift_block(z3::context& ctx, const DecodedBlock& block, const SymState& in,
+                      std::span<const uint8_t> bytes = {});
 
 }  // namespace glassbox::smt

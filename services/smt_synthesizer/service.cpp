@@ -21,6 +21,7 @@
 #include <unordered_map>
 
 #include "events_generated.h"
+#include "miner_generated.h"
 #include "services/smt_synthesizer/library.hpp"
 #include "services/smt_synthesizer/synthesize.hpp"
 #include "shared/bus.hpp"
@@ -92,6 +93,7 @@ struct Service::Impl {
   std::unordered_map<uint64_t, std::vector<uint64_t>> pending;  // hash -> pcs seen meanwhile
 
   uint64_t hot_seen = 0, cache_hits = 0, dropped = 0, bad_events = 0, malformed_requests = 0;
+  uint64_t cegis_improved = 0;  // blocks whose program CEGIS made shorter
   std::map<std::string, uint64_t> by_status;
   uint32_t busy = 0;  // guarded by mu
 
@@ -159,10 +161,21 @@ struct Service::Impl {
             jobs.pop_front();
             ++busy;
           }
-          SynthOutcome out = synthesize_block(job.bytes, job.pc, o);
+          // Phase 1 (the proved direct translation) is stored and published at once; phase 2
+          // (CEGIS) replaces it only when it found a shorter proved program.
+          BlockSynthesis synthesis(job.bytes, job.pc, o);
+          SynthOutcome out = synthesis.direct();
+          const bool verified = out.status == "verified";
+          {
+            std::lock_guard lk(mu);
+            if (!verified) --busy;
+            done.push_back(Done{job, out});
+          }
+          if (!verified) continue;
+          const bool shorter = synthesis.improve(out);
           std::lock_guard lk(mu);
           --busy;
-          done.push_back(Done{std::move(job), std::move(out)});
+          if (shorter) done.push_back(Done{std::move(job), std::move(out)});
         }
       });
     }
@@ -194,8 +207,10 @@ struct Service::Impl {
     (void)events->publish("synth.result", {fbb.GetBufferPointer(), fbb.GetSize()});
   }
 
-  void on_hot(uint64_t pc, const flatbuffers::Vector<uint8_t>* bytes) {
-    ++hot_seen;
+  // `catch_up`: from pattern-miner's GetHot rather than an event; blocks already in the
+  // library are then only recorded, not announced again.
+  void on_hot(uint64_t pc, const flatbuffers::Vector<uint8_t>* bytes, bool catch_up = false) {
+    if (!catch_up) ++hot_seen;
     if (!bytes || bytes->size() == 0 || bytes->size() > kMaxBlockBytes) {
       ++bad_events;
       m_bad_events->Increment();
@@ -214,6 +229,7 @@ struct Service::Impl {
     if (*known) {
       ++cache_hits;
       m_cache_hits->Increment();
+      if (catch_up) return;
       if (auto r = library->seen(pc, hash, unix_ns()); !r) log->warn("{}", r.error().message);
       publish_result(pc, hash, **known, true);
       return;
@@ -236,6 +252,26 @@ struct Service::Impl {
       if (!e || !*e) return;
       const auto* ev = fb::events::GetEvent((*e)->event.data());
       if (const auto* h = ev->body_as_HotBlockFound()) on_hot(h->pc(), h->bytes());
+    }
+  }
+
+  // Events published while this service was down (or before its subscription took: ZeroMQ
+  // PUB/SUB drops them) are not replayed; pattern-miner's current top blocks are, so every
+  // 10 s the service asks for them and queues the ones it lacks.
+  void catch_up_with_miner() {
+    flatbuffers::FlatBufferBuilder fbb(64);
+    auto q = fb::miner::CreateGetHot(fbb, config.miner.publish_top);
+    fb::miner::FinishMinerRequestBuffer(
+        fbb, fb::miner::CreateMinerRequest(fbb, fb::miner::MinerCommand::GetHot, q.Union()));
+    auto bytes = shared::request(paths.service_endpoint("pattern-miner"),
+                                 {fbb.GetBufferPointer(), fbb.GetSize()}, milliseconds(2000));
+    if (!bytes) return;  // no miner (yet): events will come, or the next try
+    flatbuffers::Verifier v(bytes->data(), bytes->size());
+    if (bytes->size() < 8 || !v.VerifyBuffer<fb::miner::MinerReply>(nullptr)) return;
+    const auto* r = flatbuffers::GetRoot<fb::miner::MinerReply>(bytes->data());
+    if (r->error() || !r->blocks()) return;
+    for (const auto* b : *r->blocks()) {
+      if (b) on_hot(b->pc(), b->bytes(), true);
     }
   }
 
@@ -277,8 +313,13 @@ struct Service::Impl {
           log->warn("{}", r.error().message);
         }
       }
-      ++by_status[e.status];
-      m_blocks->Add({{"instance", config.instance.name}, {"status", e.status}}).Increment();
+      const bool update = e.method == "cegis";  // phase 2 of a block counted in phase 1
+      if (update) {
+        ++cegis_improved;
+      } else {
+        ++by_status[e.status];
+        m_blocks->Add({{"instance", config.instance.name}, {"status", e.status}}).Increment();
+      }
       m_synth_seconds->Increment(e.synth_ms / 1000.0);
       m_verify_seconds->Increment(e.verify_ms / 1000.0);
       if (e.status == "failed") {
@@ -335,6 +376,7 @@ struct Service::Impl {
                         {"dropped", dropped},
                         {"bad_events", bad_events},
                         {"by_status", by_status},
+                        {"cegis_improved", cegis_improved},
                         {"db", db_path},
                         {"malformed_requests", malformed_requests}};
     if (auto n = library->count()) m["library_blocks"] = *n;
@@ -451,8 +493,13 @@ Result<void> Service::run(const std::atomic<bool>& stop) {
     s.m_malformed->Increment();
     return s.error_reply(Error{Errc::kProtocol, why});
   };
+  auto last_catch_up = Clock::now() - std::chrono::seconds(60);
   while (!stop.load()) {
     s.drain_hot_events();
+    if (Clock::now() - last_catch_up > std::chrono::seconds(10)) {
+      last_catch_up = Clock::now();
+      s.catch_up_with_miner();
+    }
     if (auto r = s.commands->serve_once(milliseconds(5), handler, reject); !r) {
       s.log->warn("{}", r.error().message);
     }

@@ -7,6 +7,8 @@
 // to a bounded queue ([synth] queue_max; beyond it blocks are dropped and counted) served by
 // [synth] workers threads, each running synthesize_block() with its own Z3 context. Results
 // are stored, published on the bus ("synth.result", SynthResult) and counted in metrics.
+// Every 10 s it also asks pattern-miner for its current top [miner] publish_top blocks
+// (GetHot) and queues those it lacks: events sent while it was down are not replayed.
 //
 // Commands (STATE/smt-synthesizer.sock, schemas/synth.fbs): GetStatus, ListBlocks, ShowBlock.
 // Thread-safety: run() owns the bus, SQLite and the command endpoint on the calling thread;

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -41,8 +42,31 @@ struct SynthOutcome {
   std::string cegis_note;       // what CEGIS did ("found 3 insns", "timeout", "skipped: ...")
 };
 
+// Both phases below, one after the other (the one-shot tool and the benchmark).
 SynthOutcome synthesize_block(std::span<const uint8_t> bytes, uint64_t pc,
                               const SynthOptions& options);
+
+// The same work in two phases, so a service can publish the first verified program at once
+// and a shorter one later: direct() decodes, lifts, translates and proves (fast: the
+// answer users wait for); improve() runs the CEGIS search against the same lifted spec and,
+// when it finds a shorter program that Z3 proves, replaces the outcome's program.
+// Thread-safety: one thread at a time (it owns a Z3 context).
+class BlockSynthesis {
+ public:
+  BlockSynthesis(std::span<const uint8_t> bytes, uint64_t pc, SynthOptions options);
+  ~BlockSynthesis();
+  BlockSynthesis(const BlockSynthesis&) = delete;
+  BlockSynthesis& operator=(const BlockSynthesis&) = delete;
+
+  SynthOutcome direct();
+  // Only for a "verified" outcome of direct(); returns whether the program got shorter.
+  // Adds the search time to synth_ms and sets method, verify_ms and cegis_note.
+  bool improve(SynthOutcome& outcome);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 // The JSON: {"status", "reason", "program": {"isa": "pixel-v1", "insns": [...]},
 // "undefined_flags": [...], "n_x86_insns", "n_pixel_insns", "method", "synth_ms",
