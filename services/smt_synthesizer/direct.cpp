@@ -50,27 +50,93 @@ struct Unsupported {
 uint64_t size_mask(unsigned bits) { return bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1; }
 
 // Condition codes of jcc/setcc/cmovcc (Intel SDM Vol. 1 Appendix B, "EFLAGS Condition Codes").
-enum class Cond : uint8_t { kO, kNo, kB, kAe, kE, kNe, kBe, kA, kS, kNs, kP, kNp, kL, kGe, kLe, kG };
+enum class Cond : uint8_t {
+  kO,
+  kNo,
+  kB,
+  kAe,
+  kE,
+  kNe,
+  kBe,
+  kA,
+  kS,
+  kNs,
+  kP,
+  kNp,
+  kL,
+  kGe,
+  kLe,
+  kG
+};
 
 std::optional<Cond> condition_of(unsigned id) {
   switch (id) {
-    case X86_INS_JO: case X86_INS_SETO: case X86_INS_CMOVO: return Cond::kO;
-    case X86_INS_JNO: case X86_INS_SETNO: case X86_INS_CMOVNO: return Cond::kNo;
-    case X86_INS_JB: case X86_INS_SETB: case X86_INS_CMOVB: return Cond::kB;
-    case X86_INS_JAE: case X86_INS_SETAE: case X86_INS_CMOVAE: return Cond::kAe;
-    case X86_INS_JE: case X86_INS_SETE: case X86_INS_CMOVE: return Cond::kE;
-    case X86_INS_JNE: case X86_INS_SETNE: case X86_INS_CMOVNE: return Cond::kNe;
-    case X86_INS_JBE: case X86_INS_SETBE: case X86_INS_CMOVBE: return Cond::kBe;
-    case X86_INS_JA: case X86_INS_SETA: case X86_INS_CMOVA: return Cond::kA;
-    case X86_INS_JS: case X86_INS_SETS: case X86_INS_CMOVS: return Cond::kS;
-    case X86_INS_JNS: case X86_INS_SETNS: case X86_INS_CMOVNS: return Cond::kNs;
-    case X86_INS_JP: case X86_INS_SETP: case X86_INS_CMOVP: return Cond::kP;
-    case X86_INS_JNP: case X86_INS_SETNP: case X86_INS_CMOVNP: return Cond::kNp;
-    case X86_INS_JL: case X86_INS_SETL: case X86_INS_CMOVL: return Cond::kL;
-    case X86_INS_JGE: case X86_INS_SETGE: case X86_INS_CMOVGE: return Cond::kGe;
-    case X86_INS_JLE: case X86_INS_SETLE: case X86_INS_CMOVLE: return Cond::kLe;
-    case X86_INS_JG: case X86_INS_SETG: case X86_INS_CMOVG: return Cond::kG;
-    default: return std::nullopt;
+    case X86_INS_JO:
+    case X86_INS_SETO:
+    case X86_INS_CMOVO:
+      return Cond::kO;
+    case X86_INS_JNO:
+    case X86_INS_SETNO:
+    case X86_INS_CMOVNO:
+      return Cond::kNo;
+    case X86_INS_JB:
+    case X86_INS_SETB:
+    case X86_INS_CMOVB:
+      return Cond::kB;
+    case X86_INS_JAE:
+    case X86_INS_SETAE:
+    case X86_INS_CMOVAE:
+      return Cond::kAe;
+    case X86_INS_JE:
+    case X86_INS_SETE:
+    case X86_INS_CMOVE:
+      return Cond::kE;
+    case X86_INS_JNE:
+    case X86_INS_SETNE:
+    case X86_INS_CMOVNE:
+      return Cond::kNe;
+    case X86_INS_JBE:
+    case X86_INS_SETBE:
+    case X86_INS_CMOVBE:
+      return Cond::kBe;
+    case X86_INS_JA:
+    case X86_INS_SETA:
+    case X86_INS_CMOVA:
+      return Cond::kA;
+    case X86_INS_JS:
+    case X86_INS_SETS:
+    case X86_INS_CMOVS:
+      return Cond::kS;
+    case X86_INS_JNS:
+    case X86_INS_SETNS:
+    case X86_INS_CMOVNS:
+      return Cond::kNs;
+    case X86_INS_JP:
+    case X86_INS_SETP:
+    case X86_INS_CMOVP:
+      return Cond::kP;
+    case X86_INS_JNP:
+    case X86_INS_SETNP:
+    case X86_INS_CMOVNP:
+      return Cond::kNp;
+    case X86_INS_JL:
+    case X86_INS_SETL:
+    case X86_INS_CMOVL:
+      return Cond::kL;
+    case X86_INS_JGE:
+    case X86_INS_SETGE:
+    case X86_INS_CMOVGE:
+      return Cond::kGe;
+    case X86_INS_JLE:
+    case X86_INS_SETLE:
+    case X86_INS_CMOVLE:
+      return Cond::kLe;
+    case X86_INS_JG:
+    case X86_INS_SETG:
+    case X86_INS_CMOVG:
+      return Cond::kG;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -78,20 +144,56 @@ enum class Family : uint8_t { kNone, kJcc, kSetcc, kCmovcc };
 
 Family family_of(unsigned id) {
   switch (id) {
-    case X86_INS_JO: case X86_INS_JNO: case X86_INS_JB: case X86_INS_JAE: case X86_INS_JE:
-    case X86_INS_JNE: case X86_INS_JBE: case X86_INS_JA: case X86_INS_JS: case X86_INS_JNS:
-    case X86_INS_JP: case X86_INS_JNP: case X86_INS_JL: case X86_INS_JGE: case X86_INS_JLE:
+    case X86_INS_JO:
+    case X86_INS_JNO:
+    case X86_INS_JB:
+    case X86_INS_JAE:
+    case X86_INS_JE:
+    case X86_INS_JNE:
+    case X86_INS_JBE:
+    case X86_INS_JA:
+    case X86_INS_JS:
+    case X86_INS_JNS:
+    case X86_INS_JP:
+    case X86_INS_JNP:
+    case X86_INS_JL:
+    case X86_INS_JGE:
+    case X86_INS_JLE:
     case X86_INS_JG:
       return Family::kJcc;
-    case X86_INS_SETO: case X86_INS_SETNO: case X86_INS_SETB: case X86_INS_SETAE:
-    case X86_INS_SETE: case X86_INS_SETNE: case X86_INS_SETBE: case X86_INS_SETA:
-    case X86_INS_SETS: case X86_INS_SETNS: case X86_INS_SETP: case X86_INS_SETNP:
-    case X86_INS_SETL: case X86_INS_SETGE: case X86_INS_SETLE: case X86_INS_SETG:
+    case X86_INS_SETO:
+    case X86_INS_SETNO:
+    case X86_INS_SETB:
+    case X86_INS_SETAE:
+    case X86_INS_SETE:
+    case X86_INS_SETNE:
+    case X86_INS_SETBE:
+    case X86_INS_SETA:
+    case X86_INS_SETS:
+    case X86_INS_SETNS:
+    case X86_INS_SETP:
+    case X86_INS_SETNP:
+    case X86_INS_SETL:
+    case X86_INS_SETGE:
+    case X86_INS_SETLE:
+    case X86_INS_SETG:
       return Family::kSetcc;
-    case X86_INS_CMOVO: case X86_INS_CMOVNO: case X86_INS_CMOVB: case X86_INS_CMOVAE:
-    case X86_INS_CMOVE: case X86_INS_CMOVNE: case X86_INS_CMOVBE: case X86_INS_CMOVA:
-    case X86_INS_CMOVS: case X86_INS_CMOVNS: case X86_INS_CMOVP: case X86_INS_CMOVNP:
-    case X86_INS_CMOVL: case X86_INS_CMOVGE: case X86_INS_CMOVLE: case X86_INS_CMOVG:
+    case X86_INS_CMOVO:
+    case X86_INS_CMOVNO:
+    case X86_INS_CMOVB:
+    case X86_INS_CMOVAE:
+    case X86_INS_CMOVE:
+    case X86_INS_CMOVNE:
+    case X86_INS_CMOVBE:
+    case X86_INS_CMOVA:
+    case X86_INS_CMOVS:
+    case X86_INS_CMOVNS:
+    case X86_INS_CMOVP:
+    case X86_INS_CMOVNP:
+    case X86_INS_CMOVL:
+    case X86_INS_CMOVGE:
+    case X86_INS_CMOVLE:
+    case X86_INS_CMOVG:
       return Family::kCmovcc;
     default:
       return Family::kNone;
@@ -145,8 +247,8 @@ class Translator {
   // ---- emission --------------------------------------------------------------------------
   Reg temp() {
     if (next_temp_ >= pixel::kNumRegs) {
-      throw Unsupported{fmt::format("unsupported instruction: {} (too many temporaries)",
-                                    cur_->mnemonic)};
+      throw Unsupported{
+          fmt::format("unsupported instruction: {} (too many temporaries)", cur_->mnemonic)};
     }
     return next_temp_++;
   }
@@ -200,8 +302,13 @@ class Translator {
   unsigned bits_of(const Operand& o) {
     if (o.kind == Operand::Kind::kReg) return slice(o).width;
     switch (o.size_bytes) {
-      case 1: case 2: case 4: case 8: return 8u * o.size_bytes;
-      default: unsupported(*cur_, "operand size");
+      case 1:
+      case 2:
+      case 4:
+      case 8:
+        return 8u * o.size_bytes;
+      default:
+        unsupported(*cur_, "operand size");
     }
   }
   const Operand& op(size_t i) {
@@ -242,11 +349,19 @@ class Translator {
     if (m.index != X86_REG_INVALID) {
       Reg idx = gpr_value(m.index);
       switch (m.scale) {
-        case 1: break;
-        case 2: idx = shl(idx, li(1)); break;
-        case 4: idx = shl(idx, li(2)); break;
-        case 8: idx = shl(idx, li(3)); break;
-        default: unsupported(*cur_, "index scale");
+        case 1:
+          break;
+        case 2:
+          idx = shl(idx, li(1));
+          break;
+        case 4:
+          idx = shl(idx, li(2));
+          break;
+        case 8:
+          idx = shl(idx, li(3));
+          break;
+        default:
+          unsupported(*cur_, "index scale");
       }
       accumulate(idx);
     }
@@ -344,20 +459,28 @@ class Translator {
   // The condition as a 0/1 register, possibly negated (then `negated` is set and the register
   // holds the opposite), so sel-based users can swap arms instead of paying for a not.
   Reg condition(Cond c, bool& negated) {
-    const Reg cf = pixel::kCf, pf = pixel::kPf, zf = pixel::kZf, sf = pixel::kSf,
-              of = pixel::kOf;
+    const Reg cf = pixel::kCf, pf = pixel::kPf, zf = pixel::kZf, sf = pixel::kSf, of = pixel::kOf;
     const auto k = static_cast<unsigned>(c);
     negated = (k & 1) != 0;  // odd codes are the negations of the even ones before them
     switch (static_cast<Cond>(k & ~1u)) {
-      case Cond::kO: return copy(of);
-      case Cond::kB: return copy(cf);
-      case Cond::kE: return copy(zf);
-      case Cond::kBe: return or_(cf, zf);
-      case Cond::kS: return copy(sf);
-      case Cond::kP: return copy(pf);
-      case Cond::kL: return cmp(Op::kNe, sf, of);
-      case Cond::kLe: return or_(zf, cmp(Op::kNe, sf, of));
-      default: break;
+      case Cond::kO:
+        return copy(of);
+      case Cond::kB:
+        return copy(cf);
+      case Cond::kE:
+        return copy(zf);
+      case Cond::kBe:
+        return or_(cf, zf);
+      case Cond::kS:
+        return copy(sf);
+      case Cond::kP:
+        return copy(pf);
+      case Cond::kL:
+        return cmp(Op::kNe, sf, of);
+      case Cond::kLe:
+        return or_(zf, cmp(Op::kNe, sf, of));
+      default:
+        break;
     }
     unsupported(*cur_, "condition");
   }
@@ -382,10 +505,14 @@ class Translator {
     }
     const unsigned id = in.id;
     switch (family_of(id)) {
-      case Family::kJcc: return jcc(*condition_of(id));
-      case Family::kSetcc: return setcc(*condition_of(id));
-      case Family::kCmovcc: return cmovcc(*condition_of(id));
-      case Family::kNone: break;
+      case Family::kJcc:
+        return jcc(*condition_of(id));
+      case Family::kSetcc:
+        return setcc(*condition_of(id));
+      case Family::kCmovcc:
+        return cmovcc(*condition_of(id));
+      case Family::kNone:
+        break;
     }
     switch (id) {
       case X86_INS_NOP:
@@ -401,8 +528,14 @@ class Translator {
         return mov(true, true);
       case X86_INS_LEA:
         return lea();
-      case X86_INS_ADD: case X86_INS_ADC: case X86_INS_SUB: case X86_INS_SBB:
-      case X86_INS_CMP: case X86_INS_AND: case X86_INS_OR: case X86_INS_XOR:
+      case X86_INS_ADD:
+      case X86_INS_ADC:
+      case X86_INS_SUB:
+      case X86_INS_SBB:
+      case X86_INS_CMP:
+      case X86_INS_AND:
+      case X86_INS_OR:
+      case X86_INS_XOR:
       case X86_INS_TEST:
         return alu(id);
       case X86_INS_INC:
@@ -412,7 +545,10 @@ class Translator {
         return neg();
       case X86_INS_NOT:
         return not_();
-      case X86_INS_SHL: case X86_INS_SAL: case X86_INS_SHR: case X86_INS_SAR:
+      case X86_INS_SHL:
+      case X86_INS_SAL:
+      case X86_INS_SHR:
+      case X86_INS_SAR:
         return shift(id);
       case X86_INS_ROL:
       case X86_INS_ROR:
@@ -437,8 +573,12 @@ class Translator {
       case X86_INS_JRCXZ:
       case X86_INS_JECXZ:
         return jrcxz(id == X86_INS_JRCXZ ? 64 : 32);
-      case X86_INS_CBW: case X86_INS_CWDE: case X86_INS_CDQE:
-      case X86_INS_CWD: case X86_INS_CDQ: case X86_INS_CQO:
+      case X86_INS_CBW:
+      case X86_INS_CWDE:
+      case X86_INS_CDQE:
+      case X86_INS_CWD:
+      case X86_INS_CDQ:
+      case X86_INS_CQO:
         return convert(id);
       default:
         unsupported(in);
@@ -519,8 +659,8 @@ class Translator {
     const Reg one = li(1);
     const Reg res = trunc(inc ? add(a, one) : sub(a, one), n);
     Flags f;
-    f.of() = inc ? msb(and_(xor_(a, res), xor_(one, res)), n)
-                 : msb(and_(xor_(a, one), xor_(a, res)), n);
+    f.of() =
+        inc ? msb(and_(xor_(a, res), xor_(one, res)), n) : msb(and_(xor_(a, one), xor_(a, res)), n);
     szp(f, res, n);
     write(0, res);
     commit_flags(f, 0);
@@ -620,8 +760,7 @@ class Translator {
     }
     const Reg r = n < 32 ? and_(c.reg, li(n - 1)) : c.reg;
     const Reg back = sub(li(n), r);
-    const Reg res =
-        trunc(left ? or_(shl(a, r), shr(a, back)) : or_(shr(a, r), shl(a, back)), n);
+    const Reg res = trunc(left ? or_(shl(a, r), shr(a, back)) : or_(shr(a, r), shl(a, back)), n);
     Flags f;
     if (left) {
       f.cf() = and_(res, li(1));
@@ -731,8 +870,8 @@ class Translator {
   // PUSH (SDM "PUSH"): the source is read (rsp-relative with the old rsp), rsp -= 8, store.
   void push() {
     require_64bit_stack();
-    const Reg v = op(0).kind == Operand::Kind::kImm ? li(static_cast<uint64_t>(op(0).imm))
-                                                     : read(0, 64);
+    const Reg v =
+        op(0).kind == Operand::Kind::kImm ? li(static_cast<uint64_t>(op(0).imm)) : read(0, 64);
     const Reg sp = sub(copy(pixel::kRsp), li(8));
     st(sp, v, 8);
     set(pixel::kRsp, sp);
@@ -833,14 +972,16 @@ class Translator {
   // CBW/CWDE/CDQE (sign-extend the low half of rax into its own width) and CWD/CDQ/CQO
   // (the sign of ax/eax/rax into dx/edx/rdx); no flags.
   void convert(unsigned id) {
-    const auto w = [](unsigned bits) {
-      return GprSlice{0, 0, static_cast<uint8_t>(bits)};
-    };
+    const auto w = [](unsigned bits) { return GprSlice{0, 0, static_cast<uint8_t>(bits)}; };
     switch (id) {
-      case X86_INS_CBW: return write_slice(w(16), sx(read_slice(w(8)), 8));
-      case X86_INS_CWDE: return write_slice(w(32), sx(read_slice(w(16)), 16));
-      case X86_INS_CDQE: return write_slice(w(64), sx(read_slice(w(32)), 32));
-      default: break;
+      case X86_INS_CBW:
+        return write_slice(w(16), sx(read_slice(w(8)), 8));
+      case X86_INS_CWDE:
+        return write_slice(w(32), sx(read_slice(w(16)), 16));
+      case X86_INS_CDQE:
+        return write_slice(w(64), sx(read_slice(w(32)), 32));
+      default:
+        break;
     }
     const unsigned n = id == X86_INS_CWD ? 16 : id == X86_INS_CDQ ? 32 : 64;
     const Reg sign = sar(sx(read_slice(w(n)), n), li(63));
@@ -872,14 +1013,22 @@ uint64_t sign_extend(uint64_t v, uint64_t bits) {
 // A pure op on constants, exactly as pixel::run computes it.
 uint64_t eval(Op op, uint64_t a, uint64_t b, uint64_t c, uint64_t imm) {
   switch (op) {
-    case Op::kLi: return imm;
-    case Op::kMov: return a;
-    case Op::kAdd: return a + b;
-    case Op::kSub: return a - b;
-    case Op::kAnd: return a & b;
-    case Op::kOr: return a | b;
-    case Op::kXor: return a ^ b;
-    case Op::kMul: return a * b;
+    case Op::kLi:
+      return imm;
+    case Op::kMov:
+      return a;
+    case Op::kAdd:
+      return a + b;
+    case Op::kSub:
+      return a - b;
+    case Op::kAnd:
+      return a & b;
+    case Op::kOr:
+      return a | b;
+    case Op::kXor:
+      return a ^ b;
+    case Op::kMul:
+      return a * b;
     case Op::kMulhu:
       return static_cast<uint64_t>((static_cast<unsigned __int128>(a) * b) >> 64);
     case Op::kMulhs:
@@ -887,21 +1036,36 @@ uint64_t eval(Op op, uint64_t a, uint64_t b, uint64_t c, uint64_t imm) {
           static_cast<unsigned __int128>(static_cast<__int128>(static_cast<int64_t>(a)) *
                                          static_cast<int64_t>(b)) >>
           64);
-    case Op::kShl: return a << (b & 63);
-    case Op::kShr: return a >> (b & 63);
-    case Op::kSar: return static_cast<uint64_t>(static_cast<int64_t>(a) >> (b & 63));
-    case Op::kNot: return ~a;
-    case Op::kNeg: return 0 - a;
-    case Op::kZext: return low_bits(a, imm);
-    case Op::kSext: return sign_extend(a, imm);
-    case Op::kEq: return a == b;
-    case Op::kNe: return a != b;
-    case Op::kUlt: return a < b;
-    case Op::kUle: return a <= b;
-    case Op::kSlt: return static_cast<int64_t>(a) < static_cast<int64_t>(b);
-    case Op::kSle: return static_cast<int64_t>(a) <= static_cast<int64_t>(b);
-    case Op::kSel: return c != 0 ? a : b;
-    case Op::kPar: return (std::popcount(a & 0xff) % 2) == 0;
+    case Op::kShl:
+      return a << (b & 63);
+    case Op::kShr:
+      return a >> (b & 63);
+    case Op::kSar:
+      return static_cast<uint64_t>(static_cast<int64_t>(a) >> (b & 63));
+    case Op::kNot:
+      return ~a;
+    case Op::kNeg:
+      return 0 - a;
+    case Op::kZext:
+      return low_bits(a, imm);
+    case Op::kSext:
+      return sign_extend(a, imm);
+    case Op::kEq:
+      return a == b;
+    case Op::kNe:
+      return a != b;
+    case Op::kUlt:
+      return a < b;
+    case Op::kUle:
+      return a <= b;
+    case Op::kSlt:
+      return static_cast<int64_t>(a) < static_cast<int64_t>(b);
+    case Op::kSle:
+      return static_cast<int64_t>(a) <= static_cast<int64_t>(b);
+    case Op::kSel:
+      return c != 0 ? a : b;
+    case Op::kPar:
+      return (std::popcount(a & 0xff) % 2) == 0;
     case Op::kLd:
     case Op::kSt:
       break;
@@ -911,8 +1075,15 @@ uint64_t eval(Op op, uint64_t a, uint64_t b, uint64_t c, uint64_t imm) {
 
 bool commutative(Op op) {
   switch (op) {
-    case Op::kAdd: case Op::kAnd: case Op::kOr: case Op::kXor: case Op::kMul:
-    case Op::kMulhu: case Op::kMulhs: case Op::kEq: case Op::kNe:
+    case Op::kAdd:
+    case Op::kAnd:
+    case Op::kOr:
+    case Op::kXor:
+    case Op::kMul:
+    case Op::kMulhu:
+    case Op::kMulhs:
+    case Op::kEq:
+    case Op::kNe:
       return true;
     default:
       return false;
@@ -965,7 +1136,9 @@ class ValueNumbering {
     return id;
   }
   bool is_const(uint32_t v, uint64_t c) const { return vals_[v].is_const && vals_[v].c == c; }
-  bool is_op(uint32_t v, Op op) const { return !vals_[v].opaque && !vals_[v].is_const && vals_[v].op == op; }
+  bool is_op(uint32_t v, Op op) const {
+    return !vals_[v].opaque && !vals_[v].is_const && vals_[v].op == op;
+  }
 
   // The value number of op(a, b, c, imm) for a pure op, simplified.
   uint32_t expr(Op op, uint32_t a, uint32_t b, uint32_t c, uint64_t imm) {
@@ -1071,14 +1244,20 @@ class ValueNumbering {
     v.imm = imm;
     v.opaque = false;
     switch (op) {
-      case Op::kEq: case Op::kNe: case Op::kUlt: case Op::kUle: case Op::kSlt: case Op::kSle:
+      case Op::kEq:
+      case Op::kNe:
+      case Op::kUlt:
+      case Op::kUle:
+      case Op::kSlt:
+      case Op::kSle:
       case Op::kPar:
         v.boolean = true;
         break;
       case Op::kAnd:
         v.boolean = vals_[a].boolean || vals_[b].boolean;
         break;
-      case Op::kOr: case Op::kXor:
+      case Op::kOr:
+      case Op::kXor:
         v.boolean = vals_[a].boolean && vals_[b].boolean;
         break;
       case Op::kSel:
@@ -1123,8 +1302,8 @@ class ValueNumbering {
     if (insn.op == Op::kSt) {
       out.insns.push_back(x);
       ++version_;
-      const uint32_t v = insn.imm >= 8 ? reg_[insn.b]
-                                       : expr(Op::kZext, reg_[insn.b], 0, 0, insn.imm * 8);
+      const uint32_t v =
+          insn.imm >= 8 ? reg_[insn.b] : expr(Op::kZext, reg_[insn.b], 0, 0, insn.imm * 8);
       table_[Key{254, reg_[insn.a], 0, 0, insn.imm, version_}] = v;
       return;
     }
@@ -1227,9 +1406,7 @@ Program coalesce(const Program& in) {
 
 }  // namespace
 
-DirectResult translate_direct(const DecodedBlock& block) {
-  return Translator(block).translate();
-}
+DirectResult translate_direct(const DecodedBlock& block) { return Translator(block).translate(); }
 
 pixel::Program optimize(const pixel::Program& program) {
   if (!pixel::validate(program)) return program;  // nothing to reason about

@@ -37,40 +37,123 @@ uint64_t mask_of(unsigned w) { return w >= 64 ? ~uint64_t{0} : (uint64_t{1} << w
 
 // The x86 condition codes of jcc/setcc/cmovcc (SDM Vol. 1 Appendix B, "EFLAGS Condition
 // Codes"), plus rcx/ecx/cx == 0 for jrcxz/jecxz/jcxz.
-enum class Cond { kO, kNo, kB, kAe, kE, kNe, kBe, kA, kS, kNs, kP, kNp, kL, kGe, kLe, kG, kRcxz,
-                  kEcxz, kCxz };
+enum class Cond {
+  kO,
+  kNo,
+  kB,
+  kAe,
+  kE,
+  kNe,
+  kBe,
+  kA,
+  kS,
+  kNs,
+  kP,
+  kNp,
+  kL,
+  kGe,
+  kLe,
+  kG,
+  kRcxz,
+  kEcxz,
+  kCxz
+};
 
 std::optional<Cond> cond_of(unsigned id) {
   switch (id) {
-    case X86_INS_JO: case X86_INS_SETO: case X86_INS_CMOVO: return Cond::kO;
-    case X86_INS_JNO: case X86_INS_SETNO: case X86_INS_CMOVNO: return Cond::kNo;
-    case X86_INS_JB: case X86_INS_SETB: case X86_INS_CMOVB: return Cond::kB;
-    case X86_INS_JAE: case X86_INS_SETAE: case X86_INS_CMOVAE: return Cond::kAe;
-    case X86_INS_JE: case X86_INS_SETE: case X86_INS_CMOVE: return Cond::kE;
-    case X86_INS_JNE: case X86_INS_SETNE: case X86_INS_CMOVNE: return Cond::kNe;
-    case X86_INS_JBE: case X86_INS_SETBE: case X86_INS_CMOVBE: return Cond::kBe;
-    case X86_INS_JA: case X86_INS_SETA: case X86_INS_CMOVA: return Cond::kA;
-    case X86_INS_JS: case X86_INS_SETS: case X86_INS_CMOVS: return Cond::kS;
-    case X86_INS_JNS: case X86_INS_SETNS: case X86_INS_CMOVNS: return Cond::kNs;
-    case X86_INS_JP: case X86_INS_SETP: case X86_INS_CMOVP: return Cond::kP;
-    case X86_INS_JNP: case X86_INS_SETNP: case X86_INS_CMOVNP: return Cond::kNp;
-    case X86_INS_JL: case X86_INS_SETL: case X86_INS_CMOVL: return Cond::kL;
-    case X86_INS_JGE: case X86_INS_SETGE: case X86_INS_CMOVGE: return Cond::kGe;
-    case X86_INS_JLE: case X86_INS_SETLE: case X86_INS_CMOVLE: return Cond::kLe;
-    case X86_INS_JG: case X86_INS_SETG: case X86_INS_CMOVG: return Cond::kG;
-    case X86_INS_JRCXZ: return Cond::kRcxz;
-    case X86_INS_JECXZ: return Cond::kEcxz;
-    case X86_INS_JCXZ: return Cond::kCxz;
-    default: return std::nullopt;
+    case X86_INS_JO:
+    case X86_INS_SETO:
+    case X86_INS_CMOVO:
+      return Cond::kO;
+    case X86_INS_JNO:
+    case X86_INS_SETNO:
+    case X86_INS_CMOVNO:
+      return Cond::kNo;
+    case X86_INS_JB:
+    case X86_INS_SETB:
+    case X86_INS_CMOVB:
+      return Cond::kB;
+    case X86_INS_JAE:
+    case X86_INS_SETAE:
+    case X86_INS_CMOVAE:
+      return Cond::kAe;
+    case X86_INS_JE:
+    case X86_INS_SETE:
+    case X86_INS_CMOVE:
+      return Cond::kE;
+    case X86_INS_JNE:
+    case X86_INS_SETNE:
+    case X86_INS_CMOVNE:
+      return Cond::kNe;
+    case X86_INS_JBE:
+    case X86_INS_SETBE:
+    case X86_INS_CMOVBE:
+      return Cond::kBe;
+    case X86_INS_JA:
+    case X86_INS_SETA:
+    case X86_INS_CMOVA:
+      return Cond::kA;
+    case X86_INS_JS:
+    case X86_INS_SETS:
+    case X86_INS_CMOVS:
+      return Cond::kS;
+    case X86_INS_JNS:
+    case X86_INS_SETNS:
+    case X86_INS_CMOVNS:
+      return Cond::kNs;
+    case X86_INS_JP:
+    case X86_INS_SETP:
+    case X86_INS_CMOVP:
+      return Cond::kP;
+    case X86_INS_JNP:
+    case X86_INS_SETNP:
+    case X86_INS_CMOVNP:
+      return Cond::kNp;
+    case X86_INS_JL:
+    case X86_INS_SETL:
+    case X86_INS_CMOVL:
+      return Cond::kL;
+    case X86_INS_JGE:
+    case X86_INS_SETGE:
+    case X86_INS_CMOVGE:
+      return Cond::kGe;
+    case X86_INS_JLE:
+    case X86_INS_SETLE:
+    case X86_INS_CMOVLE:
+      return Cond::kLe;
+    case X86_INS_JG:
+    case X86_INS_SETG:
+    case X86_INS_CMOVG:
+      return Cond::kG;
+    case X86_INS_JRCXZ:
+      return Cond::kRcxz;
+    case X86_INS_JECXZ:
+      return Cond::kEcxz;
+    case X86_INS_JCXZ:
+      return Cond::kCxz;
+    default:
+      return std::nullopt;
   }
 }
 
 bool is_setcc(unsigned id) {
   switch (id) {
-    case X86_INS_SETO: case X86_INS_SETNO: case X86_INS_SETB: case X86_INS_SETAE:
-    case X86_INS_SETE: case X86_INS_SETNE: case X86_INS_SETBE: case X86_INS_SETA:
-    case X86_INS_SETS: case X86_INS_SETNS: case X86_INS_SETP: case X86_INS_SETNP:
-    case X86_INS_SETL: case X86_INS_SETGE: case X86_INS_SETLE: case X86_INS_SETG:
+    case X86_INS_SETO:
+    case X86_INS_SETNO:
+    case X86_INS_SETB:
+    case X86_INS_SETAE:
+    case X86_INS_SETE:
+    case X86_INS_SETNE:
+    case X86_INS_SETBE:
+    case X86_INS_SETA:
+    case X86_INS_SETS:
+    case X86_INS_SETNS:
+    case X86_INS_SETP:
+    case X86_INS_SETNP:
+    case X86_INS_SETL:
+    case X86_INS_SETGE:
+    case X86_INS_SETLE:
+    case X86_INS_SETG:
       return true;
     default:
       return false;
@@ -79,10 +162,22 @@ bool is_setcc(unsigned id) {
 
 bool is_cmovcc(unsigned id) {
   switch (id) {
-    case X86_INS_CMOVO: case X86_INS_CMOVNO: case X86_INS_CMOVB: case X86_INS_CMOVAE:
-    case X86_INS_CMOVE: case X86_INS_CMOVNE: case X86_INS_CMOVBE: case X86_INS_CMOVA:
-    case X86_INS_CMOVS: case X86_INS_CMOVNS: case X86_INS_CMOVP: case X86_INS_CMOVNP:
-    case X86_INS_CMOVL: case X86_INS_CMOVGE: case X86_INS_CMOVLE: case X86_INS_CMOVG:
+    case X86_INS_CMOVO:
+    case X86_INS_CMOVNO:
+    case X86_INS_CMOVB:
+    case X86_INS_CMOVAE:
+    case X86_INS_CMOVE:
+    case X86_INS_CMOVNE:
+    case X86_INS_CMOVBE:
+    case X86_INS_CMOVA:
+    case X86_INS_CMOVS:
+    case X86_INS_CMOVNS:
+    case X86_INS_CMOVP:
+    case X86_INS_CMOVNP:
+    case X86_INS_CMOVL:
+    case X86_INS_CMOVGE:
+    case X86_INS_CMOVLE:
+    case X86_INS_CMOVG:
       return true;
     default:
       return false;
@@ -187,25 +282,44 @@ class Lifter {
 
   z3::expr cond(Cond cc) {
     switch (cc) {
-      case Cond::kO: return flag(kOF);
-      case Cond::kNo: return !flag(kOF);
-      case Cond::kB: return flag(kCF);
-      case Cond::kAe: return !flag(kCF);
-      case Cond::kE: return flag(kZF);
-      case Cond::kNe: return !flag(kZF);
-      case Cond::kBe: return flag(kCF) || flag(kZF);
-      case Cond::kA: return !flag(kCF) && !flag(kZF);
-      case Cond::kS: return flag(kSF);
-      case Cond::kNs: return !flag(kSF);
-      case Cond::kP: return flag(kPF);
-      case Cond::kNp: return !flag(kPF);
-      case Cond::kL: return flag(kSF) != flag(kOF);
-      case Cond::kGe: return flag(kSF) == flag(kOF);
-      case Cond::kLe: return flag(kZF) || flag(kSF) != flag(kOF);
-      case Cond::kG: return !flag(kZF) && flag(kSF) == flag(kOF);
-      case Cond::kRcxz: return s_.regs[pixel::kRcx] == bv(0, 64);
-      case Cond::kEcxz: return s_.regs[pixel::kRcx].extract(31, 0) == bv(0, 32);
-      case Cond::kCxz: return s_.regs[pixel::kRcx].extract(15, 0) == bv(0, 16);
+      case Cond::kO:
+        return flag(kOF);
+      case Cond::kNo:
+        return !flag(kOF);
+      case Cond::kB:
+        return flag(kCF);
+      case Cond::kAe:
+        return !flag(kCF);
+      case Cond::kE:
+        return flag(kZF);
+      case Cond::kNe:
+        return !flag(kZF);
+      case Cond::kBe:
+        return flag(kCF) || flag(kZF);
+      case Cond::kA:
+        return !flag(kCF) && !flag(kZF);
+      case Cond::kS:
+        return flag(kSF);
+      case Cond::kNs:
+        return !flag(kSF);
+      case Cond::kP:
+        return flag(kPF);
+      case Cond::kNp:
+        return !flag(kPF);
+      case Cond::kL:
+        return flag(kSF) != flag(kOF);
+      case Cond::kGe:
+        return flag(kSF) == flag(kOF);
+      case Cond::kLe:
+        return flag(kZF) || flag(kSF) != flag(kOF);
+      case Cond::kG:
+        return !flag(kZF) && flag(kSF) == flag(kOF);
+      case Cond::kRcxz:
+        return s_.regs[pixel::kRcx] == bv(0, 64);
+      case Cond::kEcxz:
+        return s_.regs[pixel::kRcx].extract(31, 0) == bv(0, 32);
+      case Cond::kCxz:
+        return s_.regs[pixel::kRcx].extract(15, 0) == bv(0, 16);
     }
     unsupported("internal: unknown condition");
   }
@@ -369,19 +483,35 @@ class Lifter {
         return lift_movsxd(in);
       case X86_INS_LEA:
         return lift_lea(in);
-      case X86_INS_ADD: case X86_INS_ADC: case X86_INS_SUB: case X86_INS_SBB:
-      case X86_INS_CMP: case X86_INS_AND: case X86_INS_OR: case X86_INS_XOR:
+      case X86_INS_ADD:
+      case X86_INS_ADC:
+      case X86_INS_SUB:
+      case X86_INS_SBB:
+      case X86_INS_CMP:
+      case X86_INS_AND:
+      case X86_INS_OR:
+      case X86_INS_XOR:
       case X86_INS_TEST:
         return lift_alu(in);
-      case X86_INS_INC: case X86_INS_DEC: case X86_INS_NEG: case X86_INS_NOT:
+      case X86_INS_INC:
+      case X86_INS_DEC:
+      case X86_INS_NEG:
+      case X86_INS_NOT:
         return lift_unary(in);
-      case X86_INS_SHL: case X86_INS_SAL: case X86_INS_SHR: case X86_INS_SAR:
-      case X86_INS_ROL: case X86_INS_ROR:
+      case X86_INS_SHL:
+      case X86_INS_SAL:
+      case X86_INS_SHR:
+      case X86_INS_SAR:
+      case X86_INS_ROL:
+      case X86_INS_ROR:
         return lift_shift(in);
       case X86_INS_IMUL:
       case X86_INS_MUL:
         return lift_mul(in);
-      case X86_INS_BT: case X86_INS_BTS: case X86_INS_BTR: case X86_INS_BTC:
+      case X86_INS_BT:
+      case X86_INS_BTS:
+      case X86_INS_BTR:
+      case X86_INS_BTC:
         return lift_bt(in);
       case X86_INS_XCHG:
         return lift_xchg(in);
@@ -395,8 +525,12 @@ class Lifter {
         return lift_ret(in);
       case X86_INS_JMP:
         return lift_jmp(in);
-      case X86_INS_CBW: case X86_INS_CWDE: case X86_INS_CDQE:
-      case X86_INS_CWD: case X86_INS_CDQ: case X86_INS_CQO:
+      case X86_INS_CBW:
+      case X86_INS_CWDE:
+      case X86_INS_CDQE:
+      case X86_INS_CWD:
+      case X86_INS_CDQ:
+      case X86_INS_CQO:
         return lift_convert(in);
       case X86_INS_BSWAP:
         return lift_bswap(in);
@@ -411,7 +545,10 @@ class Lifter {
       case X86_INS_CMC:
         need(in, 0);
         return set_flag(kCF, !flag(kCF));
-      case X86_INS_PUSHF: case X86_INS_PUSHFD: case X86_INS_PUSHFQ: case X86_INS_LAHF:
+      case X86_INS_PUSHF:
+      case X86_INS_PUSHFD:
+      case X86_INS_PUSHFQ:
+      case X86_INS_LAHF:
         unsupported(fmt::format("{} (reads AF)", in.mnemonic));
       default:
         unsupported(fmt::format("unsupported instruction: {}", in.mnemonic));
@@ -679,7 +816,8 @@ class Lifter {
       const unsigned w = op_width(in.ops[0]);
       const z3::expr b = read(in.ops[0], w);
       const z3::expr a = read_slice(GprSlice{pixel::kRax, 0, static_cast<uint8_t>(w)});
-      const z3::expr p = is_signed ? z3::sext(a, w) * z3::sext(b, w) : z3::zext(a, w) * z3::zext(b, w);
+      const z3::expr p =
+          is_signed ? z3::sext(a, w) * z3::sext(b, w) : z3::zext(a, w) * z3::zext(b, w);
       const z3::expr lo = p.extract(w - 1, 0);
       const z3::expr hi = p.extract(2 * w - 1, w);
       if (w == 8) {
@@ -834,10 +972,17 @@ class Lifter {
     set_undefined(kSF);
     set_undefined(kPF);
     switch (in.id) {
-      case X86_INS_BTS: write(in.ops[0], a | m); break;
-      case X86_INS_BTR: write(in.ops[0], a & ~m); break;
-      case X86_INS_BTC: write(in.ops[0], a ^ m); break;
-      default: break;
+      case X86_INS_BTS:
+        write(in.ops[0], a | m);
+        break;
+      case X86_INS_BTR:
+        write(in.ops[0], a & ~m);
+        break;
+      case X86_INS_BTC:
+        write(in.ops[0], a ^ m);
+        break;
+      default:
+        break;
     }
   }
 
@@ -846,9 +991,15 @@ class Lifter {
     need(in, 0);
     const z3::expr rax = s_.regs[pixel::kRax];
     switch (in.id) {
-      case X86_INS_CBW: write_slice({pixel::kRax, 0, 16}, z3::sext(rax.extract(7, 0), 8)); break;
-      case X86_INS_CWDE: write_slice({pixel::kRax, 0, 32}, z3::sext(rax.extract(15, 0), 16)); break;
-      case X86_INS_CDQE: write_slice({pixel::kRax, 0, 64}, z3::sext(rax.extract(31, 0), 32)); break;
+      case X86_INS_CBW:
+        write_slice({pixel::kRax, 0, 16}, z3::sext(rax.extract(7, 0), 8));
+        break;
+      case X86_INS_CWDE:
+        write_slice({pixel::kRax, 0, 32}, z3::sext(rax.extract(15, 0), 16));
+        break;
+      case X86_INS_CDQE:
+        write_slice({pixel::kRax, 0, 64}, z3::sext(rax.extract(31, 0), 32));
+        break;
       case X86_INS_CWD:
         write_slice({pixel::kRdx, 0, 16}, z3::sext(rax.extract(15, 15), 15));
         break;
@@ -876,10 +1027,10 @@ class Lifter {
   const DecodedBlock& block_;
   std::span<const uint8_t> bytes_;  // the block's bytes when the caller gave them, else empty
   SymState s_;
-  z3::expr rip0_;                   // r21 on entry: the block's pc
-  z3::expr next_;                   // r21 after the current instruction
-  z3::expr fallthrough_{c_};        // r21 + end offset of the current instruction
-  const X86Insn* insn_ = nullptr;   // the instruction being lifted (for reasons)
+  z3::expr rip0_;                  // r21 on entry: the block's pc
+  z3::expr next_;                  // r21 after the current instruction
+  z3::expr fallthrough_{c_};       // r21 + end offset of the current instruction
+  const X86Insn* insn_ = nullptr;  // the instruction being lifted (for reasons)
   uint8_t undef_ = 0;
   bool touches_memory_ = false;
 };
@@ -900,8 +1051,8 @@ LiftResult lift_block(z3::context& ctx, const DecodedBlock& block, const SymStat
   } catch (const std::exception& e) {
     reason = fmt::format("internal: {}", e.what());
   }
-  return LiftResult{false, std::move(reason), SymState{in.regs, in.mem}, 0, false,
-                    block.insns.size()};
+  return LiftResult{false, std::move(reason), SymState{in.regs, in.mem}, 0,
+                    false, block.insns.size()};
 }
 
 }  // namespace glassbox::smt

@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 
 #include <chrono>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "services/smt_synthesizer/cegis.hpp"
 #include "services/smt_synthesizer/direct.hpp"
@@ -55,7 +55,7 @@ SynthOutcome BlockSynthesis::direct() {
   out.block_bytes = block->size_bytes;
   st.in = fresh_state(st.ctx);
   const SymState& in = *st.in;
-  st.lifted = lift_block(st.ctx, *block, in);
+  st.lifted = lift_block(st.ctx, *block, in, st.bytes);
   const LiftResult& lifted = *st.lifted;
   if (!lifted.supported) {
     out.status = "unsupported";
@@ -96,8 +96,9 @@ bool BlockSynthesis::improve(SynthOutcome& out) {
   State& st = *state_;
   const SynthOptions& options = st.options;
   if (out.status != "verified" || !st.lifted || !st.in) return false;
-  const unsigned budget =
-      out.n_direct_insns == 0 ? 0 : std::min<unsigned>(options.cegis_max_insns, out.n_direct_insns - 1);
+  const unsigned budget = out.n_direct_insns == 0
+                              ? 0
+                              : std::min<unsigned>(options.cegis_max_insns, out.n_direct_insns - 1);
   if (options.cegis_timeout_ms == 0 || budget == 0) {
     out.cegis_note = "not tried";
     return false;
@@ -116,9 +117,10 @@ bool BlockSynthesis::improve(SynthOutcome& out) {
       // CEGIS proves its result; prove it again here, against the same spec, independently
       // of how CEGIS got there.
       const VerifyResult again =
-          verify_equivalent(in, lifted.out, pixel_semantics(c.program, in),
-                            lifted.undefined_flags, options.verify_timeout_ms);
-      if (again.verdict == Verdict::kVerified && c.program.insns.size() < out.program.insns.size()) {
+          verify_equivalent(in, lifted.out, pixel_semantics(c.program, in), lifted.undefined_flags,
+                            options.verify_timeout_ms);
+      if (again.verdict == Verdict::kVerified &&
+          c.program.insns.size() < out.program.insns.size()) {
         out.program = c.program;
         out.method = "cegis";
         out.verify_ms = again.ms;

@@ -78,6 +78,51 @@ bool ends_block(const cs_insn& in) {
   }
 }
 
+bool legacy_prefix(uint8_t b) {
+  switch (b) {
+    case 0x66:
+    case 0x67:
+    case 0xf0:
+    case 0xf2:
+    case 0xf3:
+    case 0x2e:
+    case 0x36:
+    case 0x3e:
+    case 0x26:
+    case 0x64:
+    case 0x65:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Encodings Capstone 4.0.2 decodes differently from a CPU (found by the lifter's differential
+// test against Unicorn): a REX byte followed by a legacy prefix (a CPU ignores that REX;
+// Capstone applies it) and opcode 0x63 without REX.W (movsxd only with REX.W; a CPU moves 32
+// bits). Empty when the bytes mean what Capstone says.
+std::string capstone_disagrees(const cs_insn& in) {
+  bool rex_pending = false;
+  uint8_t rex = 0;
+  for (uint16_t i = 0; i < in.size; ++i) {
+    const uint8_t b = in.bytes[i];
+    if (legacy_prefix(b)) {
+      if (rex_pending) return "a REX prefix before a legacy prefix";
+      continue;
+    }
+    if ((b & 0xf0) == 0x40) {
+      rex_pending = true;
+      rex = b;
+      continue;
+    }
+    if (b == 0x63 && in.id == X86_INS_MOVSXD && !(rex_pending && (rex & 0x08))) {
+      return "opcode 63 without REX.W (a 32-bit move, not movsxd)";
+    }
+    break;
+  }
+  return {};
+}
+
 std::string first_bytes(std::span<const uint8_t> bytes) {
   return to_hex(bytes.subspan(0, std::min<size_t>(bytes.size(), 8)));
 }
@@ -111,6 +156,11 @@ Result<DecodedBlock> decode_block(std::span<const uint8_t> bytes, uint64_t pc, s
       block.undecodable =
           fmt::format("undecodable bytes at offset {}: {}", at - bytes.data(),
                       first_bytes(bytes.subspan(static_cast<size_t>(at - bytes.data()))));
+      break;
+    }
+    if (auto why = capstone_disagrees(*insn); !why.empty()) {
+      block.undecodable = fmt::format("undecodable bytes at offset {}: {} ({})", at - bytes.data(),
+                                      to_hex({insn->bytes, insn->size}), why);
       break;
     }
     X86Insn out;

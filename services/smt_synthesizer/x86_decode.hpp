@@ -7,6 +7,10 @@
 // whichever comes first (issue 5: "the block is the bytes given, ending at the end of the
 // bytes or at the first control-transfer instruction").
 //
+// Capstone 4.0.2 and a CPU disagree on two encodings (a REX byte followed by a legacy prefix;
+// opcode 0x63 without REX.W): decoding stops before such an instruction (`undecodable` says
+// which), so no stage gives it Capstone's wrong meaning.
+//
 // Thread-safety: decode_block() is reentrant (its own Capstone handle per call).
 #pragma once
 

@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
     if (auto blk = smt::decode_block(*bytes, pc)) {
       z3::context ctx;
       const auto in = smt::fresh_state(ctx);
-      const auto l = smt::lift_block(ctx, *blk, in);
+      const auto l = smt::lift_block(ctx, *blk, in, *bytes);
       alu = l.supported && !l.touches_memory;
     }
     const double lms = std::chrono::duration<double, std::milli>(bench::Clock::now() - t0).count();
@@ -89,36 +89,42 @@ int main(int argc, char** argv) {
         alu_lift_ms.push_back(lms);
       }
     }
-    rows.push_back({{"pc", b["pc"]}, {"status", o.status}, {"method", o.method},
-                    {"alu", alu}, {"n_x86", o.n_x86_insns}, {"n_pixel", o.n_pixel_insns},
-                    {"n_direct", o.n_direct_insns}, {"ms", total}, {"cegis_ms", cegis_ms},
+    rows.push_back({{"pc", b["pc"]},
+                    {"status", o.status},
+                    {"method", o.method},
+                    {"alu", alu},
+                    {"n_x86", o.n_x86_insns},
+                    {"n_pixel", o.n_pixel_insns},
+                    {"n_direct", o.n_direct_insns},
+                    {"ms", total},
+                    {"cegis_ms", cegis_ms},
                     {"lift_ms", lms},
-                    {"reason", o.reason}, {"cegis", o.cegis_note}});
+                    {"reason", o.reason},
+                    {"cegis", o.cegis_note}});
   }
   auto share = [&](const char* s) { return n ? 100.0 * by_status[s] / n : 0.0; };
-  nlohmann::json out = {
-      {"blocks", n},
-      {"verified_pct", share("verified")},
-      {"unsupported_pct", share("unsupported")},
-      {"timeout_pct", share("timeout")},
-      {"failed_pct", share("failed")},
-      {"cegis_wins", cegis_wins},
-      {"alu_blocks_verified", alu_blocks},
-      {"median_ms_verified", bench::median(all_ms)},
-      {"median_ms_alu", bench::median(alu_ms)},
-      {"median_lift_ms_verified", bench::median(lift_ms)},
-      {"median_ms_with_cegis", bench::median(with_cegis_ms)},
-      {"median_lift_ms_alu", bench::median(alu_lift_ms)},
-      {"unsupported_reasons", reasons},
-      {"rows", rows}};
+  nlohmann::json out = {{"blocks", n},
+                        {"verified_pct", share("verified")},
+                        {"unsupported_pct", share("unsupported")},
+                        {"timeout_pct", share("timeout")},
+                        {"failed_pct", share("failed")},
+                        {"cegis_wins", cegis_wins},
+                        {"alu_blocks_verified", alu_blocks},
+                        {"median_ms_verified", bench::median(all_ms)},
+                        {"median_ms_alu", bench::median(alu_ms)},
+                        {"median_lift_ms_verified", bench::median(lift_ms)},
+                        {"median_ms_with_cegis", bench::median(with_cegis_ms)},
+                        {"median_lift_ms_alu", bench::median(alu_lift_ms)},
+                        {"unsupported_reasons", reasons},
+                        {"rows", rows}};
   std::cout << "blocks " << n << ": verified " << share("verified") << " %, unsupported "
             << share("unsupported") << " %, timeout " << share("timeout") << " %, failed "
             << share("failed") << " %; CEGIS shorter on " << cegis_wins << "\n"
             << "median synth+verify: verified " << bench::median(all_ms) << " ms (lift baseline "
             << bench::median(lift_ms) << " ms), ALU (" << alu_blocks << " blocks) "
             << bench::median(alu_ms) << " ms (lift " << bench::median(alu_lift_ms)
-            << " ms), budget <= 100 ms; with the CEGIS search "
-            << bench::median(with_cegis_ms) << " ms\n";
+            << " ms), budget <= 100 ms; with the CEGIS search " << bench::median(with_cegis_ms)
+            << " ms\n";
   for (const auto& [r, c] : reasons) std::cout << "  unsupported x" << c << ": " << r << "\n";
   if (!json_out.empty()) {
     std::ofstream f(json_out);

@@ -24,8 +24,8 @@ using namespace std::chrono_literals;
 // Runs bin/<argv[0]> with the rest, stdout+stderr to a file; exit code and output.
 CommandResult run_bin(std::vector<std::string> argv, std::chrono::seconds timeout = 120s) {
   static int seq = 0;
-  const std::string out = "/tmp/gb-itest-synth-" + std::to_string(::getpid()) + "-" +
-                          std::to_string(seq++) + ".out";
+  const std::string out =
+      "/tmp/gb-itest-synth-" + std::to_string(::getpid()) + "-" + std::to_string(seq++) + ".out";
   argv[0] = bin_dir() + "/" + argv[0];
   CommandResult r;
   auto pid = shared::spawn(argv, {.new_session = false, .output_path = out});
@@ -54,8 +54,8 @@ nlohmann::json json_of(const std::string& s) {
 
 TEST(SynthOneshotTest, PrintsTheIssuesJsonForVerifiedAndUnsupportedBlocks) {
   // add rax, rbx; cmp rax, rcx; jne +0x10
-  auto r = run_bin({"glassbox-smt-synthesizer", "--oneshot", "--bytes", "4801d84839c87510",
-                    "--pc", "0x401000", "--json"});
+  auto r = run_bin({"glassbox-smt-synthesizer", "--oneshot", "--bytes", "4801d84839c87510", "--pc",
+                    "0x401000", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto j = json_of(r.output);
   ASSERT_TRUE(j.is_object()) << r.output;

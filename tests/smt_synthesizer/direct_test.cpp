@@ -66,7 +66,7 @@ struct Outcome {
 // translated Pixel program and compares them. `expect` (if given) is checked against the
 // decoded text "mnemonic op_str; ...", to catch hand-assembly mistakes.
 Outcome differential(const std::string& hex, const std::string& expect = {}, int samples = 300,
-                     const Tweak& tweak = nullptr, uint64_t seed = 1) {
+                     const Tweak& tweak = nullptr, uint8_t not_compared = 0) {
   Outcome o;
   auto bytes = parse_hex(hex);
   EXPECT_TRUE(bytes) << hex;
@@ -84,7 +84,7 @@ Outcome differential(const std::string& hex, const std::string& expect = {}, int
   EXPECT_TRUE(pixel::validate(r.program)) << text;
   o.n_pixel = r.program.insns.size();
   const std::span<const uint8_t> code(bytes->data(), block->size_bytes);
-  std::mt19937_64 rng(seed ^ std::hash<std::string>{}(hex));
+  std::mt19937_64 rng(std::hash<std::string>{}(hex));
   int failures = 0;
   std::string last_error;
   for (int i = 0; i < samples && failures < 3; ++i) {
@@ -107,7 +107,8 @@ Outcome differential(const std::string& hex, const std::string& expect = {}, int
     if (!run) return o;
     std::string diff;
     for (unsigned k = 0; k < pixel::kNumStateRegs; ++k) {
-      if (k >= pixel::kCf && k <= pixel::kOf && (r.undefined_flags >> (k - pixel::kCf)) & 1) {
+      const uint8_t skip = r.undefined_flags | not_compared;
+      if (k >= pixel::kCf && k <= pixel::kOf && (skip >> (k - pixel::kCf)) & 1) {
         continue;
       }
       if (regs[k] != x86.out[k]) {
@@ -134,7 +135,8 @@ Outcome differential(const std::string& hex, const std::string& expect = {}, int
                     << pixel::to_assembly(r.program);
     }
   }
-  EXPECT_GE(o.ran, samples / 2) << text << " (too many skipped samples; last: " << last_error << ")";
+  EXPECT_GE(o.ran, samples / 2) << text << " (too many skipped samples; last: " << last_error
+                                << ")";
   return o;
 }
 
@@ -234,40 +236,23 @@ TEST(DirectTest, LeaIncludingRipRelative) {
 
 TEST(DirectTest, AddSubAdcSbbCmpAllSizes) {
   differential_all({
-      {"4801d8", "add rax, rbx; "},
-      {"01d8", "add eax, ebx; "},
-      {"6601d8", "add ax, bx; "},
-      {"00d8", "add al, bl; "},
-      {"00fc", "add ah, bh; "},
-      {"4d01c8", "add r8, r9; "},
-      {"4883c0ff", "add rax, -1; "},
-      {"480578563412", "add rax, 0x12345678; "},
-      {"80c47f", "add ah, 0x7f; "},
-      {"6683c080", "add ax, -0x80; "},
-      {"4811d8", "adc rax, rbx; "},
-      {"11d1", "adc ecx, edx; "},
-      {"6611d1", "adc cx, dx; "},
-      {"10e8", "adc al, ch; "},
-      {"4883d001", "adc rax, 1; "},
-      {"4829d8", "sub rax, rbx; "},
-      {"29d8", "sub eax, ebx; "},
-      {"6629d8", "sub ax, bx; "},
-      {"28d8", "sub al, bl; "},
-      {"28fc", "sub ah, bh; "},
-      {"83e805", "sub eax, 5; "},
-      {"4819d8", "sbb rax, rbx; "},
-      {"19d8", "sbb eax, ebx; "},
-      {"6619d8", "sbb ax, bx; "},
-      {"18fc", "sbb ah, bh; "},
-      {"4883d801", "sbb rax, 1; "},
-      {"4839d8", "cmp rax, rbx; "},
-      {"39d8", "cmp eax, ebx; "},
-      {"6639d8", "cmp ax, bx; "},
-      {"38fc", "cmp ah, bh; "},
-      {"4883f800", "cmp rax, 0; "},
-      {"4801c0", "add rax, rax; "},
-      {"4829c0", "sub rax, rax; "},
-      {"4819c0", "sbb rax, rax; "},
+      {"4801d8", "add rax, rbx; "},  {"01d8", "add eax, ebx; "},
+      {"6601d8", "add ax, bx; "},    {"00d8", "add al, bl; "},
+      {"00fc", "add ah, bh; "},      {"4d01c8", "add r8, r9; "},
+      {"4883c0ff", "add rax, -1; "}, {"480578563412", "add rax, 0x12345678; "},
+      {"80c47f", "add ah, 0x7f; "},  {"6683c080", "add ax, -0x80; "},
+      {"4811d8", "adc rax, rbx; "},  {"11d1", "adc ecx, edx; "},
+      {"6611d1", "adc cx, dx; "},    {"10e8", "adc al, ch; "},
+      {"4883d001", "adc rax, 1; "},  {"4829d8", "sub rax, rbx; "},
+      {"29d8", "sub eax, ebx; "},    {"6629d8", "sub ax, bx; "},
+      {"28d8", "sub al, bl; "},      {"28fc", "sub ah, bh; "},
+      {"83e805", "sub eax, 5; "},    {"4819d8", "sbb rax, rbx; "},
+      {"19d8", "sbb eax, ebx; "},    {"6619d8", "sbb ax, bx; "},
+      {"18fc", "sbb ah, bh; "},      {"4883d801", "sbb rax, 1; "},
+      {"4839d8", "cmp rax, rbx; "},  {"39d8", "cmp eax, ebx; "},
+      {"6639d8", "cmp ax, bx; "},    {"38fc", "cmp ah, bh; "},
+      {"4883f800", "cmp rax, 0; "},  {"4801c0", "add rax, rax; "},
+      {"4829c0", "sub rax, rax; "},  {"4819c0", "sbb rax, rax; "},
   });
 }
 
@@ -374,12 +359,43 @@ TEST(DirectTest, ShiftsByImmediateOneAndCl) {
           {"66d1c8", "ror ax, 1; "},
           {"66d3c8", "ror ax, cl; "},
           {"48c1630803", "shl qword ptr [rbx + 8], 3; "},
-          {"d36b08", "shr dword ptr [rbx + 8], cl; "},
       },
       [](test::X86State& s, std::mt19937_64& rng) {
         stack_and_rbx(s, rng);
         small_cl(s, rng);
       });
+}
+
+// Unicorn (Debian 12's 2.0.1) leaves CF = 0 after a shift of a memory operand by cl (the
+// SDM: the last bit shifted out; Unicorn's register forms agree with it). So the memory forms
+// are compared without CF, and CF is checked against the SDM formula computed here.
+TEST(DirectTest, ShiftsOfMemoryByCl) {
+  const Tweak tweak = [](test::X86State& s, std::mt19937_64& rng) {
+    stack_and_rbx(s, rng);
+    small_cl(s, rng);
+  };
+  differential("d36b08", "shr dword ptr [rbx + 8], cl; ", 300, tweak, kFlagCf);
+  differential("48d3630c", "shl qword ptr [rbx + 0xc], cl; ", 300, tweak, kFlagCf);
+  differential("d37b08", "sar dword ptr [rbx + 8], cl; ", 300, tweak, kFlagCf);
+  const auto r = translate_hex("d36b08");  // shr dword ptr [rbx + 8], cl
+  ASSERT_TRUE(r.supported);
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 300; ++i) {
+    pixel::Registers regs{};
+    for (unsigned k = 0; k < pixel::kNumStateRegs; ++k) regs[k] = rng() & 1;
+    regs[pixel::kRbx] = data_address(rng);
+    regs[pixel::kRcx] = rng() % 40;
+    test::SeededMemory mem(rng());
+    uint64_t v = 0;
+    mem.load(regs[pixel::kRbx] + 8, 4, v);
+    const unsigned c = regs[pixel::kRcx] & 31;
+    const uint64_t cf_before = regs[pixel::kCf];
+    ASSERT_TRUE(pixel::run(r.program, regs, mem));
+    EXPECT_EQ(regs[pixel::kCf], c == 0 ? cf_before : (v >> (c - 1)) & 1) << v << " " << c;
+    uint64_t after = 0;
+    mem.load(regs[pixel::kRbx] + 8, 4, after);
+    EXPECT_EQ(after, v >> c);
+  }
 }
 
 TEST(DirectTest, MultiplyAllForms) {
@@ -412,15 +428,15 @@ TEST(DirectTest, MultiplyAllForms) {
 
 TEST(DirectTest, AllSixteenConditionsOfSetccCmovccJcc) {
   for (unsigned cc = 0; cc < 16; ++cc) {
-    differential(fmt::format("0f{:02x}c0", 0x90 + cc));                  // setcc al
-    differential(fmt::format("0f{:02x}c4", 0x90 + cc));                  // setcc ah
-    differential(fmt::format("480f{:02x}c3", 0x40 + cc));                // cmovcc rax, rbx
-    differential(fmt::format("0f{:02x}c3", 0x40 + cc));                  // cmovcc eax, ebx
-    differential(fmt::format("660f{:02x}c3", 0x40 + cc));                // cmovcc ax, bx
-    differential(fmt::format("{:02x}10", 0x70 + cc));                    // jcc rel8
-    differential(fmt::format("0f{:02x}00010000", 0x80 + cc));            // jcc rel32
-    differential(fmt::format("4839d8{:02x}10", 0x70 + cc), {}, 200);     // cmp; jcc
-    differential(fmt::format("84fc0f{:02x}c1", 0x90 + cc), {}, 200);     // test; setcc cl
+    differential(fmt::format("0f{:02x}c0", 0x90 + cc));               // setcc al
+    differential(fmt::format("0f{:02x}c4", 0x90 + cc));               // setcc ah
+    differential(fmt::format("480f{:02x}c3", 0x40 + cc));             // cmovcc rax, rbx
+    differential(fmt::format("0f{:02x}c3", 0x40 + cc));               // cmovcc eax, ebx
+    differential(fmt::format("660f{:02x}c3", 0x40 + cc));             // cmovcc ax, bx
+    differential(fmt::format("{:02x}10", 0x70 + cc));                 // jcc rel8
+    differential(fmt::format("0f{:02x}00010000", 0x80 + cc));         // jcc rel32
+    differential(fmt::format("4839d8{:02x}10", 0x70 + cc), {}, 200);  // cmp; jcc
+    differential(fmt::format("84fc0f{:02x}c1", 0x90 + cc), {}, 200);  // test; setcc cl
   }
   differential_all({{"0f9503", "setne byte ptr [rbx]; "},
                     {"480f444308", "cmove rax, qword ptr [rbx + 8]; "},
@@ -485,7 +501,8 @@ TEST(DirectTest, StackAndControlTransfers) {
           {"e900010000", "jmp 0x400105; "},
           {"ffe0", "jmp rax; "},
           {"50ff2424", "push rax; jmp qword ptr [rsp]; "},
-          {"48890506200000ff2500200000", "mov qword ptr [rip + 0x2006], rax; jmp qword ptr [rip + 0x2000]; "},
+          {"48890506200000ff2500200000",
+           "mov qword ptr [rip + 0x2006], rax; jmp qword ptr [rip + 0x2000]; "},
           {"5350c3", "push rbx; push rax; ret ; "},
           {"50534883c3015bc3", "push rax; push rbx; add rbx, 1; pop rbx; ret ; "},
       },
@@ -520,16 +537,16 @@ TEST(DirectTest, MultiInstructionBlocks) {
 // leave undefined: pool A has no flag readers, pool B no undefined-flag writers.
 TEST(DirectTest, RandomSequences) {
   const std::vector<std::string> pool_a = {
-      "4801d8", "01d8", "00fc", "6629d8", "4821c8", "30e0", "48ffc1", "fecc", "48f7da",
-      "48f7d0", "48c1e003", "d3e8", "66d3f8", "48d3c0", "c0c903", "480fafc1", "f7eb",
-      "f6e4", "486bd207", "480fa3c8", "4887ca", "86e0", "488d0c48", "4863c1", "480fbec4",
-      "89c0", "48894308", "488b4b08", "66894b0a", "4898", "4899", "0fb6f4", "4531c0",
-      "4d01c8", "53", "5a",
+      "4801d8",   "01d8",   "00fc",     "6629d8",   "4821c8",   "30e0",   "48ffc1",   "fecc",
+      "48f7da",   "48f7d0", "48c1e003", "d3e8",     "66d3f8",   "48d3c0", "c0c903",   "480fafc1",
+      "f7eb",     "f6e4",   "486bd207", "480fa3c8", "4887ca",   "86e0",   "488d0c48", "4863c1",
+      "480fbec4", "89c0",   "48894308", "488b4b08", "66894b0a", "4898",   "4899",     "0fb6f4",
+      "4531c0",   "4d01c8", "53",       "5a",
   };
   const std::vector<std::string> pool_b = {
-      "4801d8", "4811c8", "6619d8", "18e0", "4839c8", "85c8", "48ffc1", "fecc", "0f94c0",
-      "0f9fc4", "480f42c1", "0f4ec8", "660f47d8", "4883d000", "481bc3", "48f7da", "31c9",
-      "48894308", "488b4b08", "480f4c4308", "53", "5a", "0f92c2", "0f9bc1",
+      "4801d8", "4811c8",   "6619d8",   "18e0",       "4839c8",   "85c8",     "48ffc1", "fecc",
+      "0f94c0", "0f9fc4",   "480f42c1", "0f4ec8",     "660f47d8", "4883d000", "481bc3", "48f7da",
+      "31c9",   "48894308", "488b4b08", "480f4c4308", "53",       "5a",       "0f92c2", "0f9bc1",
   };
   std::mt19937_64 rng(42);
   for (int round = 0; round < 40; ++round) {
@@ -564,10 +581,10 @@ TEST(DirectTest, UnsupportedNamesTheMnemonic) {
     const char* mnemonic;
   };
   for (const U& u : std::initializer_list<U>{
-           {"f0480118", "add"},                       // lock add
-           {"f3a4", "movsb"},                         // rep movsb
-           {"64488b042528000000", "mov"},             // fs:
-           {"65488b042528000000", "mov"},             // gs:
+           {"f0480118", "add"},            // lock add
+           {"f3a4", "movsb"},              // rep movsb
+           {"64488b042528000000", "mov"},  // fs:
+           {"65488b042528000000", "mov"},  // gs:
            {"0f05", "syscall"},
            {"48f7f3", "div"},
            {"480fbcc3", "bsf"},
@@ -603,14 +620,14 @@ TEST(DirectTest, ProgramsAreCompact) {
   EXPECT_LE(sizes("4801d84801c8"), 14u);
   EXPECT_LE(sizes("4801d8"), 14u);
   EXPECT_LE(sizes("4801d87510"), 18u);
-  EXPECT_LE(sizes("4889d8"), 3u);       // mov rax, rbx: mov + rip (li, add)
-  EXPECT_LE(sizes("90"), 2u);           // rip only
-  EXPECT_LE(sizes("31c0"), 8u);         // xor eax, eax: constants
-  EXPECT_LE(sizes("53"), 5u);           // push
+  EXPECT_LE(sizes("4889d8"), 3u);  // mov rax, rbx: mov + rip (li, add)
+  EXPECT_LE(sizes("90"), 2u);      // rip only
+  EXPECT_LE(sizes("31c0"), 8u);    // xor eax, eax: constants
+  EXPECT_LE(sizes("53"), 5u);      // push
   EXPECT_LE(sizes("5350c3"), 9u);
   EXPECT_LE(sizes("4801d84831c0"), 8u);  // the add is dead except rax
-  for (const char* hex : {"4801d8", "4801d87510", "4801d84801c8", "31c0", "5350c3",
-                          "48c1e005", "48d3e0", "480fafc3", "0f94c0", "480f44c3"}) {
+  for (const char* hex : {"4801d8", "4801d87510", "4801d84801c8", "31c0", "5350c3", "48c1e005",
+                          "48d3e0", "480fafc3", "0f94c0", "480f44c3"}) {
     DecodedBlock b;
     auto r = translate_hex(hex, &b);
     std::cout << describe(b) << "-> " << r.program.insns.size() << " pixel insns\n"
@@ -628,9 +645,9 @@ TEST(DirectTest, OptimizeKeepsSemantics) {
     const int n = 1 + static_cast<int>(rng() % 40);
     auto reg = [&]() -> uint8_t {
       const uint64_t k = rng() % 10;
-      if (k < 4) return static_cast<uint8_t>(rng() % 4);          // a few state registers
-      if (k < 5) return static_cast<uint8_t>(16 + rng() % 6);     // flags, rip
-      return static_cast<uint8_t>(22 + rng() % 6);                // a few temporaries
+      if (k < 4) return static_cast<uint8_t>(rng() % 4);       // a few state registers
+      if (k < 5) return static_cast<uint8_t>(16 + rng() % 6);  // flags, rip
+      return static_cast<uint8_t>(22 + rng() % 6);             // a few temporaries
     };
     for (int i = 0; i < n; ++i) {
       pixel::Insn in;
@@ -713,19 +730,3 @@ TEST(DirectTest, RandomBytesNeverCrash) {
 
 }  // namespace
 }  // namespace glassbox::smt
-namespace glassbox::smt {
-TEST(DirectDebug, ShrMem) {
-  auto tw = [](test::X86State& s, std::mt19937_64& rng) {
-    s[pixel::kRbx] = data_address(rng);
-    if (rng() % 2) s[pixel::kRcx] = rng() % 70;
-  };
-  differential("d36b08", {}, 100, tw);
-  differential("8b4308d36b08", {}, 100, tw);
-  differential("48d36b08", {}, 100, tw);
-  differential("d3630c", {}, 100, tw);
-  differential("d37b08", {}, 100, tw);
-  differential("66d36b08", {}, 100, tw);
-  differential("d26b08", {}, 100, tw);
-  differential("c16b0805", {}, 100, tw);
-}
-}

@@ -28,8 +28,8 @@ constexpr uint32_t kRbx = 1u << 3, kRsp = 1u << 4, kRbp = 1u << 5, kRsi = 1u << 
 
 struct Case {
   std::string hex;
-  std::string text;        // Capstone's "mnemonic op_str" of each insn, joined by "; "
-  uint32_t addr_regs = 0;  // GPRs (bit i = Pixel register i) forced into the data window
+  std::string text;               // Capstone's "mnemonic op_str" of each insn, joined by "; "
+  uint32_t addr_regs = 0;         // GPRs (bit i = Pixel register i) forced into the data window
   uint8_t oracle_skip_flags = 0;  // flags not compared because the oracle gets them wrong
 };
 
@@ -147,8 +147,8 @@ int compare_with_oracle(const std::vector<uint8_t>& bytes, const DecodedBlock& b
       const z3::expr v = conc.eval(z3::select(out_mem, ctx.bv_val(addr, 64)));
       uint64_t got = 0;
       if (!v.is_numeral_u64(got) || got != byte) {
-        diff += "mem[" + hexu(addr) + "]: lifter " + v.to_string() + ", unicorn " + hexu(byte) +
-                "\n";
+        diff +=
+            "mem[" + hexu(addr) + "]: lifter " + v.to_string() + ", unicorn " + hexu(byte) + "\n";
       }
     }
     // Every byte the lifter stores, Unicorn stored too.
@@ -186,8 +186,8 @@ int differential(const Case& c, int samples = 200) {
   EXPECT_TRUE(lr.supported) << lr.reason;
   if (!lr.supported) return 0;
   EXPECT_EQ(lr.n_insns, block->insns.size());
-  return compare_with_oracle(*bytes, *block, ctx, in, lr, c.addr_regs, c.oracle_skip_flags,
-                             samples, std::hash<std::string>{}(c.hex));
+  return compare_with_oracle(*bytes, *block, ctx, in, lr, c.addr_regs, c.oracle_skip_flags, samples,
+                             std::hash<std::string>{}(c.hex));
 }
 
 void differential_all(const std::vector<Case>& cases, int samples = 200) {
@@ -341,7 +341,8 @@ TEST(LifterTest, SetccAllConditions) {
 TEST(LifterTest, CmovccAllConditions) {
   std::vector<Case> cases;
   for (unsigned cc = 0; cc < 16; ++cc) {
-    cases.push_back({"48 0f " + hex2(0x40 + cc) + " c3", std::string("cmov") + kCc[cc] + " rax, rbx"});
+    cases.push_back(
+        {"48 0f " + hex2(0x40 + cc) + " c3", std::string("cmov") + kCc[cc] + " rax, rbx"});
     // 32-bit: zero-extends rax even when the condition is false.
     cases.push_back({"0f " + hex2(0x40 + cc) + " c3", std::string("cmov") + kCc[cc] + " eax, ebx"});
   }
@@ -515,15 +516,15 @@ LiftResult lift_hex(z3::context& ctx, const std::string& hex) {
 
 TEST(LifterTest, UndefinedFlagsAreReported) {
   z3::context ctx;
-  EXPECT_EQ(lift_hex(ctx, "48 01 d8").undefined_flags, 0);                      // add
+  EXPECT_EQ(lift_hex(ctx, "48 01 d8").undefined_flags, 0);                               // add
   EXPECT_EQ(lift_hex(ctx, "48 0f af c3").undefined_flags, kFlagSf | kFlagZf | kFlagPf);  // imul
-  EXPECT_EQ(lift_hex(ctx, "48 0f af c3 48 01 d8").undefined_flags, 0);  // add redefines all
-  EXPECT_EQ(lift_hex(ctx, "48 d1 e0").undefined_flags, 0);                      // shl 1
-  EXPECT_EQ(lift_hex(ctx, "48 c1 e0 05").undefined_flags, kFlagOf);             // shl 5
-  EXPECT_EQ(lift_hex(ctx, "48 d3 e0").undefined_flags, kFlagOf);                // shl cl
-  EXPECT_EQ(lift_hex(ctx, "d2 e0").undefined_flags, kFlagOf | kFlagCf);         // shl al, cl
-  EXPECT_EQ(lift_hex(ctx, "c0 e0 09").undefined_flags, kFlagOf | kFlagCf);      // shl al, 9
-  EXPECT_EQ(lift_hex(ctx, "48 c1 e0 00").undefined_flags, 0);                   // count 0
+  EXPECT_EQ(lift_hex(ctx, "48 0f af c3 48 01 d8").undefined_flags, 0);      // add redefines all
+  EXPECT_EQ(lift_hex(ctx, "48 d1 e0").undefined_flags, 0);                  // shl 1
+  EXPECT_EQ(lift_hex(ctx, "48 c1 e0 05").undefined_flags, kFlagOf);         // shl 5
+  EXPECT_EQ(lift_hex(ctx, "48 d3 e0").undefined_flags, kFlagOf);            // shl cl
+  EXPECT_EQ(lift_hex(ctx, "d2 e0").undefined_flags, kFlagOf | kFlagCf);     // shl al, cl
+  EXPECT_EQ(lift_hex(ctx, "c0 e0 09").undefined_flags, kFlagOf | kFlagCf);  // shl al, 9
+  EXPECT_EQ(lift_hex(ctx, "48 c1 e0 00").undefined_flags, 0);               // count 0
   EXPECT_EQ(lift_hex(ctx, "48 0f a3 d8").undefined_flags, kFlagOf | kFlagSf | kFlagPf);  // bt
   // imul leaves ZF undefined; shl by cl may leave it alone (count 0): still undefined.
   EXPECT_EQ(lift_hex(ctx, "48 0f af c3 48 d3 e0").undefined_flags,
@@ -553,7 +554,7 @@ TEST(LifterTest, UnsupportedNamesTheMnemonic) {
       {"0f 05", "syscall"},
       {"48 0f a3 03", "bt"},
       {"48 66 01 d8", "REX prefix"},  // Capstone: add ax, bx; QEMU: add rax, rbx
-      {"48 01 d8 0f a2", "cpuid"},  // after a supported instruction
+      {"48 01 d8 0f a2", "cpuid"},    // after a supported instruction
   };
   for (const auto& [hex, word] : cases) {
     const LiftResult r = lift_hex(ctx, hex);
@@ -602,12 +603,12 @@ TEST(LifterTest, RandomBytesNeverCrash) {
 // each: catches encodings the hand-written cases miss.
 TEST(LifterTest, RandomSupportedBlocksMatchUnicorn) {
   std::mt19937_64 rng(777);
-  const uint8_t kOpcodes[] = {0x01, 0x03, 0x11, 0x19, 0x21, 0x29, 0x31, 0x39, 0x85, 0x88, 0x89,
-                              0x8a, 0x8b, 0x8d, 0x63, 0x69, 0x6b, 0x80, 0x81, 0x83, 0x86, 0x87,
-                              0xc0, 0xc1, 0xd0, 0xd1, 0xd2, 0xd3, 0xf6, 0xf7, 0xfe, 0xff, 0x98,
-                              0x99, 0x50, 0x58, 0xb8, 0xc6, 0xc7, 0x0f};
-  const uint8_t kTwoByte[] = {0xaf, 0xb6, 0xb7, 0xbe, 0xbf, 0xa3, 0xab, 0xb3, 0xbb, 0xba,
-                              0x44, 0x4c, 0x94, 0x9c, 0xc8, 0x1f};
+  const uint8_t kOpcodes[] = {0x01, 0x03, 0x11, 0x19, 0x21, 0x29, 0x31, 0x39, 0x85, 0x88,
+                              0x89, 0x8a, 0x8b, 0x8d, 0x63, 0x69, 0x6b, 0x80, 0x81, 0x83,
+                              0x86, 0x87, 0xc0, 0xc1, 0xd0, 0xd1, 0xd2, 0xd3, 0xf6, 0xf7,
+                              0xfe, 0xff, 0x98, 0x99, 0x50, 0x58, 0xb8, 0xc6, 0xc7, 0x0f};
+  const uint8_t kTwoByte[] = {0xaf, 0xb6, 0xb7, 0xbe, 0xbf, 0xa3, 0xab, 0xb3,
+                              0xbb, 0xba, 0x44, 0x4c, 0x94, 0x9c, 0xc8, 0x1f};
   const uint8_t kPrefixes[] = {0x48, 0x4c, 0x49, 0x41, 0x66, 0x67, 0x40, 0x45, 0x4d};
   int lifted = 0, compared = 0;
   for (int i = 0; i < 1500; ++i) {
@@ -628,18 +629,18 @@ TEST(LifterTest, RandomSupportedBlocksMatchUnicorn) {
     const LiftResult lr = lift_block(ctx, *block, in, bytes);
     if (!lr.supported) continue;
     ++lifted;
-    // Unicorn 2.0.1 leaves CF = 0 after a memory-operand shift by cl (see ShiftsAndRotates).
-    uint8_t skip = 0;
+    // Unicorn 2.0.1 leaves CF = 0 after a memory-operand shift by cl (see ShiftsAndRotates),
+    // and later flag readers inherit the error: such blocks are not compared here.
+    bool oracle_bug = false;
     for (const auto& insn : block->insns) {
-      if (insn.ops.size() == 2 && insn.ops[0].kind == Operand::Kind::kMem &&
-          insn.ops[1].kind == Operand::Kind::kReg &&
-          (insn.id == X86_INS_SHL || insn.id == X86_INS_SHR || insn.id == X86_INS_SAR ||
-           insn.id == X86_INS_SAL || insn.id == X86_INS_ROL || insn.id == X86_INS_ROR)) {
-        skip = kFlagCf | kFlagOf;
-      }
+      oracle_bug |= insn.ops.size() == 2 && insn.ops[0].kind == Operand::Kind::kMem &&
+                    insn.ops[1].kind == Operand::Kind::kReg &&
+                    (insn.id == X86_INS_SHL || insn.id == X86_INS_SHR || insn.id == X86_INS_SAR ||
+                     insn.id == X86_INS_SAL || insn.id == X86_INS_ROL || insn.id == X86_INS_ROR);
     }
+    if (oracle_bug) continue;
     const uint32_t addr_regs = rng() % 2 ? 0xffffu : 0u;
-    compared += compare_with_oracle(bytes, *block, ctx, in, lr, addr_regs, skip, 6, rng());
+    compared += compare_with_oracle(bytes, *block, ctx, in, lr, addr_regs, 0, 6, rng());
   }
   EXPECT_GT(lifted, 300);
   EXPECT_GT(compared, 500);
