@@ -30,8 +30,17 @@ z3::expr pixel_alu(Op op, const z3::expr& a, const z3::expr& b, const z3::expr& 
       return (z3::zext(a, 64) * z3::zext(b, 64)).extract(127, 64);
     case Op::kMulhs:
       return (z3::sext(a, 64) * z3::sext(b, 64)).extract(127, 64);
-    case Op::kShl:
+    case Op::kShl: {
+      // By a constant 1..3: as a multiplication by 2, 4 or 8, the form the lifter gives
+      // scaled indices (index * scale), so both sides' addresses rewrite to the same term and
+      // the equivalence check does not have to bit-blast array indices. Same value mod 2^64.
+      // Larger shifts stay shifts (Z3 rewrites them to concat/extract, as the lifter's).
+      uint64_t k = 0;
+      if (z3::expr cnt = count.simplify(); cnt.is_numeral_u64(k) && k >= 1 && k <= 3) {
+        return a * ctx.bv_val(uint64_t{1} << (k & 63), 64);
+      }
       return z3::shl(a, count);
+    }
     case Op::kShr:
       return z3::lshr(a, count);
     case Op::kSar:

@@ -158,7 +158,13 @@ Result<DecodedBlock> decode_block(std::span<const uint8_t> bytes, uint64_t pc, s
                       first_bytes(bytes.subspan(static_cast<size_t>(at - bytes.data()))));
       break;
     }
-    if (auto why = capstone_disagrees(*insn); !why.empty()) {
+    std::string why = capstone_disagrees(*insn);
+    if (why.empty() && ends_block(*insn) && insn->detail->x86.prefix[2] == 0x66) {
+      why =
+          "a branch with an operand-size prefix (Intel ignores it, AMD and QEMU truncate rip "
+          "to 16 bits)";
+    }
+    if (!why.empty()) {
       block.undecodable = fmt::format("undecodable bytes at offset {}: {} ({})", at - bytes.data(),
                                       to_hex({insn->bytes, insn->size}), why);
       break;

@@ -8,8 +8,9 @@
 // bytes or at the first control-transfer instruction").
 //
 // Capstone 4.0.2 and a CPU disagree on two encodings (a REX byte followed by a legacy prefix;
-// opcode 0x63 without REX.W): decoding stops before such an instruction (`undecodable` says
-// which), so no stage gives it Capstone's wrong meaning.
+// opcode 0x63 without REX.W), and CPUs disagree on a near branch with a 0x66 prefix (Intel
+// ignores it, AMD and QEMU truncate rip to 16 bits): decoding stops before such an
+// instruction (`undecodable` says which), so no stage gives it a wrong meaning.
 //
 // Thread-safety: decode_block() is reentrant (its own Capstone handle per call).
 #pragma once

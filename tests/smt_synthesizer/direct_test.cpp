@@ -589,7 +589,6 @@ TEST(DirectTest, UnsupportedNamesTheMnemonic) {
            {"48f7f3", "div"},
            {"480fbcc3", "bsf"},
            {"4801d8e2fc", "loop"},
-           {"66c3", "ret"},
            {"665b", "pop"},
            {"cc", "int3"},
            {"0f0b", "ud2"},
@@ -598,6 +597,13 @@ TEST(DirectTest, UnsupportedNamesTheMnemonic) {
     EXPECT_FALSE(r.supported) << u.hex;
     EXPECT_NE(r.reason.find(u.mnemonic), std::string::npos) << u.hex << ": " << r.reason;
     EXPECT_NE(r.reason.find("unsupported instruction"), std::string::npos) << r.reason;
+  }
+  // A 16-bit ret never reaches the translator: vendors disagree on it (x86_decode.cpp).
+  {
+    auto bytes = parse_hex("66c3");
+    auto d = decode_block(*bytes, kPc);
+    ASSERT_FALSE(d);
+    EXPECT_NE(d.error().message.find("first instruction"), std::string::npos);
   }
   DecodedBlock empty;
   EXPECT_FALSE(translate_direct(empty).supported);

@@ -30,7 +30,16 @@ struct Ctx {
 
 bool on_unmapped(uc_engine* uc, uc_mem_type type, uint64_t address, int size, int64_t, void* user) {
   auto* c = static_cast<Ctx*>(user);
-  if (type == UC_MEM_FETCH_UNMAPPED) return false;
+  if (type == UC_MEM_FETCH_UNMAPPED) {
+    // A branch out of the block: Unicorn may fetch the target before the instruction count
+    // stops it. Map the target page as int3s (never executed within the count) so the run
+    // ends with rip at the target, as a CPU's would.
+    const uint64_t p = address & ~(kPage - 1);
+    if (!canonical(p)) return false;
+    std::vector<uint8_t> traps(kPage, 0xcc);
+    return uc_mem_map(uc, p, kPage, UC_PROT_ALL) == UC_ERR_OK &&
+           uc_mem_write(uc, p, traps.data(), kPage) == UC_ERR_OK;
+  }
   // An access may straddle two pages: map every page it touches.
   const uint64_t first = address & ~(kPage - 1);
   const uint64_t last = (address + static_cast<uint64_t>(size > 0 ? size - 1 : 0)) & ~(kPage - 1);
@@ -63,10 +72,19 @@ void on_access(uc_engine* uc, uc_mem_type type, uint64_t address, int size, int6
 }  // namespace
 
 uint8_t memory_byte(uint64_t seed, uint64_t address) {
-  uint64_t z = seed ^ (address * 0x9e3779b97f4a7c15ull);  // splitmix64 finalizer
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return static_cast<uint8_t>(z ^ (z >> 31));
+  auto mix = [](uint64_t z) {  // splitmix64 finalizer
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  if (seed & kPointerMemory) {
+    // Every aligned qword is a pointer into [0x20000000, 0x20100000), so loaded pointers,
+    // pointer chains and return addresses stay canonical (pages are mapped on first touch).
+    const uint64_t q =
+        0x20000000 + (mix(seed ^ ((address >> 3) * 0x9e3779b97f4a7c15ull)) & 0xffff8);
+    return static_cast<uint8_t>(q >> (8 * (address & 7)));
+  }
+  return static_cast<uint8_t>(mix(seed ^ (address * 0x9e3779b97f4a7c15ull)));
 }
 
 OracleRun run_x86(std::span<const uint8_t> code, uint64_t pc, const X86State& in, uint64_t seed,

@@ -20,6 +20,10 @@
 
 namespace glassbox::smt::test {
 
+// A seed with this bit set makes "pointer memory": every aligned qword holds an address in
+// [0x20000000, 0x20100000) (for blocks that load pointers or return).
+inline constexpr uint64_t kPointerMemory = 1ull << 63;
+
 uint8_t memory_byte(uint64_t seed, uint64_t address);
 
 // The x86 state in Pixel numbering: regs[0..15] GPRs, [16..20] CF PF ZF SF OF (0/1),
