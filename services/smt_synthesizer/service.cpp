@@ -94,6 +94,7 @@ struct Service::Impl {
 
   uint64_t hot_seen = 0, cache_hits = 0, dropped = 0, bad_events = 0, malformed_requests = 0;
   uint64_t cegis_improved = 0;  // blocks whose program CEGIS made shorter
+  uint64_t catch_up_known = 0;  // miner's top blocks already in the library (not redone)
   std::map<std::string, uint64_t> by_status;
   uint32_t busy = 0;  // guarded by mu
 
@@ -229,7 +230,10 @@ struct Service::Impl {
     if (*known) {
       ++cache_hits;
       m_cache_hits->Increment();
-      if (catch_up) return;
+      if (catch_up) {
+        ++catch_up_known;
+        return;
+      }
       if (auto r = library->seen(pc, hash, unix_ns()); !r) log->warn("{}", r.error().message);
       publish_result(pc, hash, **known, true);
       return;
@@ -377,6 +381,7 @@ struct Service::Impl {
                         {"bad_events", bad_events},
                         {"by_status", by_status},
                         {"cegis_improved", cegis_improved},
+                        {"catch_up_known", catch_up_known},
                         {"db", db_path},
                         {"malformed_requests", malformed_requests}};
     if (auto n = library->count()) m["library_blocks"] = *n;

@@ -166,6 +166,22 @@ TEST(SynthPipelineTest, TheGuestsHotLoopIsSynthesizedVerifiedAndSurvivesARestart
       },
       60s))
       << again.dump(1);
+  // The restarted service catches up with the miner's top blocks from the library: known
+  // blocks are not synthesized again.
+  nlohmann::json after;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        after = inst.status();
+        return after.is_object() && after["synth"].is_object() &&
+               after["synth"].value("catch_up_known", 0) > 0;
+      },
+      60s))
+      << after.dump(1);
+  auto show_again = json_of(inst.cli({"synth", "show", pc, "--json"}).output);
+  ASSERT_TRUE(show_again.is_object());
+  EXPECT_EQ(show_again["verify_ms"], sj["verify_ms"])
+      << "the hot block was synthesized again after the restart";
+  EXPECT_EQ(show_again["program"], sj["program"]);
   bool still = false;
   for (const auto& b : again["blocks"]) {
     if (b["pc"] == pc && b["status"] == "verified") still = true;
