@@ -157,13 +157,16 @@ class IntrospectTest : public ::testing::Test {
     ASSERT_GT(guest_ps.size(), 40u);
     // The live walk reads RAM the running guest is changing (the snapshot is not taken with
     // the vCPUs stopped): a list being relinked at that instant can hide a task from one
-    // walk. Take the first of up to 30 walks that holds every long-lived task the guest
+    // walk. Take the first of up to 75 walks that holds every long-lived task the guest
     // listed; expect_same_tasks() then judges that one.
     CommandResult ours;
     std::map<int, Task> ours_ps;
-    // On a loaded 2-core host the RAM stream can also lag the guest by seconds after the
-    // reset (every page rewritten at once): poll up to 30 s.
-    for (int attempt = 0; attempt < 30; ++attempt) {
+    // Known bug (seen under CPU load, reproduced, not yet fixed): right after boot the
+    // service's RAM mirror can keep a few stale pages until the next periodic keyframe
+    // ([snapshot] keyframe_every, 60 s), with the snapshotter reporting no publish failure or
+    // gap and a fresh mirror correct; e.g. a task that exited still linked in the task list.
+    // Poll past one keyframe period, so this checks that the view converges.
+    for (int attempt = 0; attempt < 75; ++attempt) {
       ours = instance_->cli({"ps", "--json"}, 120s);
       ASSERT_EQ(ours.exit_code, 0) << ours.output;
       ours_ps = parse_glassbox_ps(ours.output);
@@ -171,6 +174,11 @@ class IntrospectTest : public ::testing::Test {
       for (const auto& [pid, t] : guest_ps) {
         if (pid > 0 && t.comm.rfind("gb-", 0) == 0 && !ours_ps.count(pid)) all = false;
         if (t.comm == "acpid" && !ours_ps.count(pid)) all = false;
+      }
+      // ... and none that had exited before the guest's ps ran (older pid, not a kworker).
+      const int newest = guest_ps.empty() ? 0 : guest_ps.rbegin()->first;
+      for (const auto& [pid, t] : ours_ps) {
+        if (pid < newest && !guest_ps.count(pid) && t.comm.rfind("kworker", 0) != 0) all = false;
       }
       if (all) break;
       std::this_thread::sleep_for(1s);
@@ -291,13 +299,13 @@ TEST_F(IntrospectTest, MapsAndRegionsMatchTheGuestsProcPidMaps) {
   uint64_t devmem_start = 0, devmem_end = 0;
   for (const auto& [p, lines] : theirs) {
     CommandResult r;
-    // The guest printed these processes; a lagging RAM stream may not show them yet.
+    // The guest printed these processes; a stale mirror (see above) may not show them yet.
     wait_until(
         [&] {
           r = instance_->cli({"maps", std::to_string(p), "--json"}, 120s);
           return r.exit_code == 0;
         },
-        30s);
+        75s);
     ASSERT_EQ(r.exit_code, 0) << r.output;
     auto j = json_of(r);
     ASSERT_TRUE(j.is_object()) << r.output;
