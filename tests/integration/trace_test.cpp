@@ -227,7 +227,9 @@ TEST_P(TracePipelineTest, GuestHotLoopIsAmongTheHottestBlocksAndALoopHead) {
                      << inst.cli({"trace", "stats"}).output;
   // The user block is attributed to its process: gb-cpuburn's page tables map that pc to
   // that gpa (semantic-db's regions). Checked in counts mode: in stream mode this 2-core host
-  // is saturated (see README, tracing figures) and semantic-db's answers come late.
+  // is saturated (see README, tracing figures) and semantic-db's answers come late. Waits past
+  // one keyframe period (60 s): under load semantic-db's RAM mirror can hold stale pages after
+  // boot until the next keyframe (a known bug, see introspect_test.cpp).
   if (GetParam() == "counts")
     ASSERT_TRUE(wait_until(
         [&] {
@@ -242,7 +244,7 @@ TEST_P(TracePipelineTest, GuestHotLoopIsAmongTheHottestBlocksAndALoopHead) {
           }
           return false;
         },
-        30s))
+        75s))
         << "gb_cpuburn_chunk's block is not attributed to gb-cpuburn: " << blocks.dump(1);
 
   // Kernel blocks are named from the guest kernel's own kallsyms (semantic-db, Symbolize).
