@@ -225,88 +225,72 @@ Result<Program> program_from_json(std::string_view text) {
   return p;
 }
 
+uint64_t alu(Op op, uint64_t a, uint64_t b, uint64_t c, uint64_t imm) noexcept {
+  switch (op) {
+    case Op::kLi:
+      return imm;
+    case Op::kMov:
+      return a;
+    case Op::kAdd:
+      return a + b;
+    case Op::kSub:
+      return a - b;
+    case Op::kAnd:
+      return a & b;
+    case Op::kOr:
+      return a | b;
+    case Op::kXor:
+      return a ^ b;
+    case Op::kMul:
+      return a * b;
+    case Op::kMulhu:
+      return mulh_unsigned(a, b);
+    case Op::kMulhs:
+      return mulh_signed(a, b);
+    case Op::kShl:
+      return a << (b & 63);
+    case Op::kShr:
+      return a >> (b & 63);
+    case Op::kSar:
+      return static_cast<uint64_t>(static_cast<int64_t>(a) >> (b & 63));
+    case Op::kNot:
+      return ~a;
+    case Op::kNeg:
+      return 0 - a;
+    case Op::kZext:
+      return low_bits(a, imm);
+    case Op::kSext:
+      return sign_extend(a, imm);
+    case Op::kEq:
+      return a == b;
+    case Op::kNe:
+      return a != b;
+    case Op::kUlt:
+      return a < b;
+    case Op::kUle:
+      return a <= b;
+    case Op::kSlt:
+      return static_cast<int64_t>(a) < static_cast<int64_t>(b);
+    case Op::kSle:
+      return static_cast<int64_t>(a) <= static_cast<int64_t>(b);
+    case Op::kSel:
+      return c != 0 ? a : b;
+    case Op::kPar:
+      return (std::popcount(a & 0xff) % 2) == 0;
+    case Op::kLd:
+    case Op::kSt:
+      break;
+  }
+  return 0;
+}
+
 Result<void> run(const Program& program, Registers& r, Memory& memory) {
   for (size_t i = 0; i < program.insns.size(); ++i) {
     const Insn& in = program.insns[i];
     GB_TRY(check_insn(in, i));
-    const uint64_t a = r[in.a], b = r[in.b], c = r[in.c];
+    const uint64_t a = r[in.a], b = r[in.b];
     uint64_t v = 0;
     switch (in.op) {
-      case Op::kLi:
-        v = in.imm;
-        break;
-      case Op::kMov:
-        v = a;
-        break;
-      case Op::kAdd:
-        v = a + b;
-        break;
-      case Op::kSub:
-        v = a - b;
-        break;
-      case Op::kAnd:
-        v = a & b;
-        break;
-      case Op::kOr:
-        v = a | b;
-        break;
-      case Op::kXor:
-        v = a ^ b;
-        break;
-      case Op::kMul:
-        v = a * b;
-        break;
-      case Op::kMulhu:
-        v = mulh_unsigned(a, b);
-        break;
-      case Op::kMulhs:
-        v = mulh_signed(a, b);
-        break;
-      case Op::kShl:
-        v = a << (b & 63);
-        break;
-      case Op::kShr:
-        v = a >> (b & 63);
-        break;
-      case Op::kSar:
-        v = static_cast<uint64_t>(static_cast<int64_t>(a) >> (b & 63));
-        break;
-      case Op::kNot:
-        v = ~a;
-        break;
-      case Op::kNeg:
-        v = 0 - a;
-        break;
-      case Op::kZext:
-        v = low_bits(a, in.imm);
-        break;
-      case Op::kSext:
-        v = sign_extend(a, in.imm);
-        break;
-      case Op::kEq:
-        v = a == b;
-        break;
-      case Op::kNe:
-        v = a != b;
-        break;
-      case Op::kUlt:
-        v = a < b;
-        break;
-      case Op::kUle:
-        v = a <= b;
-        break;
-      case Op::kSlt:
-        v = static_cast<int64_t>(a) < static_cast<int64_t>(b);
-        break;
-      case Op::kSle:
-        v = static_cast<int64_t>(a) <= static_cast<int64_t>(b);
-        break;
-      case Op::kSel:
-        v = c != 0 ? a : b;
-        break;
-      case Op::kPar:
-        v = (std::popcount(a & 0xff) % 2) == 0;
-        break;
       case Op::kLd:
         if (!memory.load(a, static_cast<unsigned>(in.imm), v)) {
           return fail(
@@ -321,6 +305,8 @@ Result<void> run(const Program& program, Registers& r, Memory& memory) {
               fmt::format("pixel insn {} (st): store of {} bytes at {:#x} faulted", i, in.imm, a));
         }
         continue;
+      default:
+        v = alu(in.op, a, b, r[in.c], in.imm);
     }
     r[in.d] = v;
   }

@@ -115,6 +115,11 @@ class Memory {
 
 using Registers = std::array<uint64_t, kNumRegs>;
 
+// One non-memory op on operand values (the reference semantics run() uses; ld and st give
+// 0). For constant folding and other evaluators that must agree with the interpreter bit for
+// bit. `imm` must be valid for the op (validate()).
+uint64_t alu(Op op, uint64_t a, uint64_t b, uint64_t c, uint64_t imm) noexcept;
+
 // Runs `program` on `regs` and `memory` (the reference semantics of docs/pixel-isa-v1.md).
 // Errors: kInvalidArgument for an invalid instruction (validate() first to avoid it),
 // kOutOfRange naming the instruction index and address when memory faults (registers and

@@ -1001,76 +1001,9 @@ class Translator {
 // =========================================================================================
 // The optimizer.
 
-// Bits of `bits` width of v (the interpreter's zext/sext).
-uint64_t low_bits(uint64_t v, uint64_t bits) { return bits >= 64 ? v : v & size_mask(bits); }
-uint64_t sign_extend(uint64_t v, uint64_t bits) {
-  if (bits >= 64 || bits == 0) return v;
-  const uint64_t m = uint64_t{1} << (bits - 1);
-  v = low_bits(v, bits);
-  return (v ^ m) - m;
-}
-
 // A pure op on constants, exactly as pixel::run computes it.
 uint64_t eval(Op op, uint64_t a, uint64_t b, uint64_t c, uint64_t imm) {
-  switch (op) {
-    case Op::kLi:
-      return imm;
-    case Op::kMov:
-      return a;
-    case Op::kAdd:
-      return a + b;
-    case Op::kSub:
-      return a - b;
-    case Op::kAnd:
-      return a & b;
-    case Op::kOr:
-      return a | b;
-    case Op::kXor:
-      return a ^ b;
-    case Op::kMul:
-      return a * b;
-    case Op::kMulhu:
-      return static_cast<uint64_t>((static_cast<unsigned __int128>(a) * b) >> 64);
-    case Op::kMulhs:
-      return static_cast<uint64_t>(
-          static_cast<unsigned __int128>(static_cast<__int128>(static_cast<int64_t>(a)) *
-                                         static_cast<int64_t>(b)) >>
-          64);
-    case Op::kShl:
-      return a << (b & 63);
-    case Op::kShr:
-      return a >> (b & 63);
-    case Op::kSar:
-      return static_cast<uint64_t>(static_cast<int64_t>(a) >> (b & 63));
-    case Op::kNot:
-      return ~a;
-    case Op::kNeg:
-      return 0 - a;
-    case Op::kZext:
-      return low_bits(a, imm);
-    case Op::kSext:
-      return sign_extend(a, imm);
-    case Op::kEq:
-      return a == b;
-    case Op::kNe:
-      return a != b;
-    case Op::kUlt:
-      return a < b;
-    case Op::kUle:
-      return a <= b;
-    case Op::kSlt:
-      return static_cast<int64_t>(a) < static_cast<int64_t>(b);
-    case Op::kSle:
-      return static_cast<int64_t>(a) <= static_cast<int64_t>(b);
-    case Op::kSel:
-      return c != 0 ? a : b;
-    case Op::kPar:
-      return (std::popcount(a & 0xff) % 2) == 0;
-    case Op::kLd:
-    case Op::kSt:
-      break;
-  }
-  return 0;
+  return pixel::alu(op, a, b, c, imm);
 }
 
 bool commutative(Op op) {
