@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 #include <unistd.h>
 
+#include <bit>
 #include <cstring>
 #include <fstream>
 #include <regex>
@@ -94,9 +95,9 @@ class Section {
 };
 
 Result<void> read_sections(const toml::table& root, std::string_view src, Config& c) {
-  static const std::set<std::string> kSections = {"instance", "vm",    "screen", "snapshot",
-                                                  "semantic", "trace", "miner",  "synth",
-                                                  "metrics",  "up",    "iceoryx"};
+  static const std::set<std::string> kSections = {"instance",   "vm",      "screen", "snapshot",
+                                                  "semantic",   "trace",   "miner",  "synth",
+                                                  "compositor", "metrics", "up",     "iceoryx"};
   for (const auto& [k, v] : root) {
     if (!kSections.contains(std::string(k.str()))) {
       return fail(Errc::kInvalidArgument,
@@ -206,6 +207,34 @@ Result<void> read_sections(const toml::table& root, std::string_view src, Config
   GB_TRY(synth.get("cegis_max_insns", c.synth.cegis_max_insns, 1, 16));
   GB_TRY(synth.reject_unknown());
 
+  Section comp(table("compositor"), "compositor", src);
+  GB_TRY(comp.get("window", c.compositor.window));
+  if (c.compositor.window != "auto" && c.compositor.window != "on" &&
+      c.compositor.window != "off") {
+    return comp.bad("window", "expected auto, on or off, got '" + c.compositor.window + "'");
+  }
+  GB_TRY(comp.get("width", c.compositor.width, 320, 8192));
+  GB_TRY(comp.get("height", c.compositor.height, 240, 8192));
+  GB_TRY(comp.get("fps", c.compositor.fps, 1, 240));
+  GB_TRY(comp.get("bytes_per_pixel", c.compositor.bytes_per_pixel, 0, 65536));
+  if (c.compositor.bytes_per_pixel != 0 &&
+      (c.compositor.bytes_per_pixel < 4 || !std::has_single_bit(c.compositor.bytes_per_pixel))) {
+    return comp.bad("bytes_per_pixel", "expected 0 (auto) or a power of two from 4 to 65536, got " +
+                                           std::to_string(c.compositor.bytes_per_pixel));
+  }
+  GB_TRY(comp.get("glow_ms", c.compositor.glow_ms, 0, 600000));
+  GB_TRY(comp.get("crt", c.compositor.crt));
+  GB_TRY(comp.get("pulse", c.compositor.pulse));
+  GB_TRY(comp.get("mode", c.compositor.mode));
+  if (c.compositor.mode != "2d" && c.compositor.mode != "3d") {
+    return comp.bad("mode", "expected 2d or 3d, got '" + c.compositor.mode + "'");
+  }
+  GB_TRY(comp.get("highlight", c.compositor.highlight));
+  GB_TRY(comp.get("device", c.compositor.device));
+  GB_TRY(comp.get("font", c.compositor.font));
+  GB_TRY(comp.get("volume_bits", c.compositor.volume_bits, 4, 9));
+  GB_TRY(comp.reject_unknown());
+
   Section metrics(table("metrics"), "metrics", src);
   GB_TRY(metrics.get("host", c.metrics.host));
   GB_TRY(metrics.get("base_port", c.metrics.base_port, 0, 65000));
@@ -216,9 +245,9 @@ Result<void> read_sections(const toml::table& root, std::string_view src, Config
   GB_TRY(up.get("restart_backoff_ms", c.up.restart_backoff_ms, 0, 600000));
   GB_TRY(up.get("restart_backoff_max_ms", c.up.restart_backoff_max_ms, 0, 3600000));
   GB_TRY(up.reject_unknown());
-  static const std::set<std::string> kServices = {"vm-supervisor", "ram-snapshotter",
-                                                  "semantic-db",   "trace-consumer",
-                                                  "pattern-miner", "smt-synthesizer"};
+  static const std::set<std::string> kServices = {
+      "vm-supervisor", "ram-snapshotter", "semantic-db", "trace-consumer",
+      "pattern-miner", "smt-synthesizer", "compositor"};
   for (const auto& s : c.up.services) {
     if (!kServices.contains(s)) return up.bad("services", "unknown service '" + s + "'");
   }

@@ -12,6 +12,8 @@
 //   [semantic] interval_ms, db, profile_cache, kernel, log_events
 //   [trace]    mode (off|counts|stream), ring_events, max_tbs, tb_ring_mib, batch_events
 //   [miner]    db, top_k, publish_top, trace_threshold, persist_interval_ms
+//   [compositor] window, width, height, fps, bytes_per_pixel, glow_ms, crt, pulse, mode,
+//              highlight, device, font, volume_bits
 //   [metrics]  host, base_port
 //   [up]       services, restart_backoff_ms, restart_backoff_max_ms
 //   [iceoryx]  roudi, roudi_config
@@ -103,11 +105,30 @@ struct SynthConfig {
   uint32_t cegis_max_insns = 6;        // longest program CEGIS searches (1..16)
 };
 
+// glassbox-compositor: the VM screen and its RAM drawn with Vulkan (compositor/README.md).
+struct CompositorConfig {
+  std::string window = "auto";  // auto (a window when a display exists) | on | off (headless)
+  uint32_t width = 1600;        // canvas (and window) size, 320..8192 x 240..8192
+  uint32_t height = 900;
+  uint32_t fps = 30;             // frames drawn per second at most, 1..240
+  uint32_t bytes_per_pixel = 0;  // RAM map density: power of two 4..65536; 0: the smallest that
+                                 // keeps the map within 1024 x 1024 pixels
+  uint32_t glow_ms = 1500;       // dirty pages glow and fade over this long; 0: off
+  bool crt = true;               // CRT look on the screen pane (scanlines, curvature, vignette)
+  bool pulse = true;             // screen brightness pulses with the dirty-page rate
+  std::string mode = "2d";       // 2d | 3d: which RAM view the canvas shows
+  std::string highlight;         // process outlined on the RAM map: a pid or a comm; "": none
+  std::string device;            // Vulkan device name substring; "": discrete > integrated > cpu
+  std::string font = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf";
+  uint32_t volume_bits = 7;  // 3D view: 2^bits voxels per axis, 4..9
+};
+
 struct MetricsConfig {
   std::string host = "127.0.0.1";
   uint32_t base_port = 0;  // 0: each service picks a free port; else base_port + service index
                            // (vm-supervisor 1, ram-snapshotter 2, semantic-db 3,
-                           // trace-consumer 4, pattern-miner 5, smt-synthesizer 6)
+                           // trace-consumer 4, pattern-miner 5, smt-synthesizer 6,
+                           // compositor 7)
 };
 
 struct UpConfig {
@@ -131,6 +152,7 @@ struct Config {
   TraceConfig trace;
   MinerConfig miner;
   SynthConfig synth;
+  CompositorConfig compositor;
   MetricsConfig metrics;
   UpConfig up;
   IceoryxConfig iceoryx;

@@ -170,6 +170,19 @@ void RamMirrorCore::apply_cycle() {
                   part.payload.data() + uint64_t{i} * kPageBytes, kPageBytes);
     }
     stats_.pages_applied += idx->size();
+    if (!first->keyframe() && !changes_.all) {
+      if (changes_.pages.size() + idx->size() > kMaxTrackedChanges) {
+        changes_.all = true;
+        changes_.pages.clear();
+      } else {
+        changes_.pages.insert(changes_.pages.end(), idx->begin(), idx->end());
+      }
+    }
+  }
+  if (first->keyframe()) {
+    changes_.all = true;
+    changes_.keyframe = true;
+    changes_.pages.clear();
   }
   layout_.emplace(std::move(*layout));
   epoch_ = first->epoch();
@@ -184,6 +197,12 @@ void RamMirrorCore::apply_cycle() {
   synced_ = true;
   why_unsynced_.clear();
   pending_.clear();
+}
+
+RamChanges RamMirrorCore::take_changes() {
+  RamChanges out = std::move(changes_);
+  changes_ = RamChanges{};
+  return out;
 }
 
 Result<RamView> RamMirrorCore::view() const {

@@ -34,6 +34,17 @@ namespace glassbox::shared {
 
 inline constexpr uint64_t kMaxMirroredRamBytes = 64ull << 30;  // refuse larger claims
 
+// What changed in the mirror since the last RamMirrorCore::take_changes(): the page indices
+// (4 KiB pages of the RAM file, in arrival order, possibly repeated) of applied deltas, or
+// `all` when a keyframe was applied (every page may have changed; `keyframe` says so) or when
+// more than kMaxTrackedChanges indices piled up.
+struct RamChanges {
+  bool all = false;
+  bool keyframe = false;
+  std::vector<uint32_t> pages;
+};
+inline constexpr size_t kMaxTrackedChanges = size_t{1} << 20;
+
 struct RamMirrorStats {
   uint64_t chunks = 0;          // chunks taken
   uint64_t cycles_applied = 0;  // complete cycles applied (keyframes included)
@@ -77,6 +88,9 @@ class RamMirrorCore {
   Result<RamView> view() const;
   // Time the newest applied cycle was captured (publisher clock, unix ns).
   uint64_t last_captured_unix_ns() const { return last_captured_ns_; }
+  // Returns and clears what changed since the previous call (the first call: everything).
+  // Tracking costs one vector append per applied page and is bounded by kMaxTrackedChanges.
+  RamChanges take_changes();
 
  private:
   struct Pending {
@@ -101,6 +115,7 @@ class RamMirrorCore {
   std::string why_unsynced_ = "no keyframe yet";
   std::vector<Pending> pending_;  // parts of the cycle being assembled
   RamMirrorStats stats_;
+  RamChanges changes_{true, false, {}};
 };
 
 class RamMirror {
@@ -126,6 +141,8 @@ class RamMirror {
 
   const RamMirrorCore& core() const { return core_; }
   Result<RamView> view() const { return core_.view(); }
+  // RamMirrorCore::take_changes() of this mirror.
+  RamChanges take_changes() { return core_.take_changes(); }
 
  private:
   struct Impl;

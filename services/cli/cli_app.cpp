@@ -133,6 +133,30 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
   sshow->add_option("PC", pc_text, "the block's pc (0x... or decimal)")->required();
   sshow->add_flag("--json", inv.json, "JSON output");
 
+  auto* screenshot = app.add_subcommand(
+      "screenshot", "write a compositor pane as PNG (the compositor draws it with Vulkan)");
+  add_state(screenshot);
+  screenshot->add_option("FILE", inv.png_path, "output .png")->required();
+  screenshot->add_option("--pane", inv.pane, "screen | ram | ram3d | all (default all)")
+      ->check(CLI::IsMember({"screen", "ram", "ram3d", "all"}));
+  auto* map = app.add_subcommand("map", "the RAM map's geometry: gpa <-> pixel (compositor)");
+  add_state(map);
+  map->require_subcommand(1);
+  auto* locate = map->add_subcommand("locate", "the pixel of `screenshot --pane ram` showing GPA");
+  add_state(locate);
+  std::string map_gpa_text;
+  locate->add_option("GPA", map_gpa_text, "guest-physical address (0x... or decimal)")->required();
+  locate->add_flag("--json", inv.json, "JSON output");
+  auto* mgpa = map->add_subcommand("gpa", "the first gpa pixel X Y of the RAM map shows");
+  add_state(mgpa);
+  mgpa->add_option("X", inv.map_x)->required();
+  mgpa->add_option("Y", inv.map_y)->required();
+  mgpa->add_flag("--json", inv.json, "JSON output");
+  auto* view = map->add_subcommand("view", "switch the RAM view or the highlighted process");
+  add_state(view);
+  view->add_option("--mode", inv.view_mode, "2d | 3d")->check(CLI::IsMember({"2d", "3d"}));
+  view->add_option("--highlight", inv.highlight, "a pid or comm to outline; - for none");
+
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
     app.parse(rev);
@@ -157,6 +181,9 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
     }
     if (sub == synth) {
       for (auto* action : synth->get_subcommands()) inv.synth_action = action->get_name();
+    }
+    if (sub == map) {
+      for (auto* action : map->get_subcommands()) inv.map_action = action->get_name();
     }
   }
   if (for_opt->count() > 0) inv.for_s = for_s;
@@ -190,6 +217,16 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
     } catch (const std::exception&) {
       return fail(Errc::kInvalidArgument,
                   "PC: '" + pc_text + "' is not an address (0x... or decimal)");
+    }
+  }
+  if (inv.map_action == "locate") {
+    try {
+      size_t used = 0;
+      inv.gpa = std::stoull(map_gpa_text, &used, 0);
+      if (used != map_gpa_text.size()) throw std::invalid_argument(map_gpa_text);
+    } catch (const std::exception&) {
+      return fail(Errc::kInvalidArgument,
+                  "GPA: '" + map_gpa_text + "' is not an address (0x... or decimal)");
     }
   }
   inv.state_dir = state_dir.empty() ? shared::default_state_dir() : state_dir;

@@ -58,6 +58,11 @@ struct Invocation {
   int top_n = 20;                   // hot/loops --top N
   std::string synth_action;         // for "synth": list, show
   uint64_t pc = 0;                  // synth show PC
+  std::string pane = "all";         // screenshot --pane screen|ram|ram3d|all
+  std::string map_action;           // for "map": locate, gpa, view
+  uint32_t map_x = 0, map_y = 0;    // map gpa X Y
+  std::string view_mode;            // map view --mode 2d|3d
+  std::string highlight;            // map view --highlight PID|COMM|-
 };
 
 // Parses argv (without argv[0]). `help_text` receives CLI11's help/usage when the user asked

@@ -1,5 +1,6 @@
 #include "services/cli/client.hpp"
 
+#include "compositor_generated.h"
 #include "miner_generated.h"
 #include "orchestrator_generated.h"
 #include "ram_generated.h"
@@ -127,6 +128,14 @@ Result<ServiceQuery> query_service_status(const shared::StatePaths& paths, const
         fbb,
         fb::synth::CreateSynthRequest(fbb, fb::synth::SynthCommand::common_GetStatus, get.Union()));
     return status_reply<fb::synth::SynthReply>(paths, name, fbb, timeout);
+  }
+  if (name == "compositor") {
+    flatbuffers::FlatBufferBuilder fbb(128);
+    auto get = fb::common::CreateGetStatus(fbb);
+    fb::compositor::FinishCompositorRequestBuffer(
+        fbb, fb::compositor::CreateCompositorRequest(fbb, fb::compositor::Command::common_GetStatus,
+                                                     get.Union()));
+    return status_reply<fb::compositor::CompositorReply>(paths, name, fbb, timeout);
   }
   if (name == "ram-snapshotter") {
     flatbuffers::FlatBufferBuilder fbb(128);

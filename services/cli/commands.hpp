@@ -15,5 +15,6 @@ int cmd_ram(const Invocation& inv);
 int cmd_introspect(const Invocation& inv);  // ps, modules, kernel, dmesg, maps, regions
 int cmd_trace(const Invocation& inv);       // hot, loops, trace stats
 int cmd_synth(const Invocation& inv);       // synth list, synth show PC
+int cmd_compositor(const Invocation& inv);  // screenshot, map locate|gpa|view
 
 }  // namespace glassbox::cli

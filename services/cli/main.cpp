@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
       return cmd_trace(*inv);
     }
     if (inv->command == "synth") return cmd_synth(*inv);
+    if (inv->command == "screenshot" || inv->command == "map") return cmd_compositor(*inv);
   } catch (const std::exception& e) {
     std::cerr << "glassbox: internal error: " << e.what() << "\n";
     return 1;

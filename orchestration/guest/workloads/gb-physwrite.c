@@ -6,6 +6,9 @@
  *   gb-physwrite --pattern ADDR LEN      write the reference pattern (below), LEN bytes
  *   gb-physwrite --tick ADDR PERIOD_US   forever: every PERIOD_US, store a u64 counter at ADDR
  *                                        and CLOCK_MONOTONIC ns at ADDR+8 (latency probes)
+ *   gb-physwrite --fill ADDR LEN BYTE    LEN bytes of BYTE (the compositor's 0xff region)
+ *   gb-physwrite --text ADDR LEN         LEN bytes of printable ASCII: "GLASSBOX TEXT REGION. "
+ *                                        repeated (the compositor's text region)
  *
  * ADDR must lie in a range the kernel does not use as RAM (the reference guest reserves
  * 2 MiB at 0x7000000 with memmap=2M$0x7000000), or STRICT_DEVMEM refuses the mapping.
@@ -65,6 +68,24 @@ int main(int argc, char** argv) {
       nanosleep(&delay, NULL);
     }
   }
+  if ((argc == 5 && strcmp(argv[1], "--fill") == 0) ||
+      (argc == 4 && strcmp(argv[1], "--text") == 0)) {
+    const unsigned long addr = strtoul(argv[2], NULL, 0);
+    const size_t len = strtoul(argv[3], NULL, 0);
+    if (len < 1 || len > (2u << 20)) {
+      fprintf(stderr, "gb-physwrite: LEN must be 1..2 MiB\n");
+      return 2;
+    }
+    volatile uint8_t* p = map_phys(addr, len);
+    if (argc == 5) {
+      const uint8_t byte = (uint8_t)strtoul(argv[4], NULL, 0);
+      for (size_t i = 0; i < len; ++i) p[i] = byte;
+    } else {
+      static const char kText[] = "GLASSBOX TEXT REGION. ";
+      for (size_t i = 0; i < len; ++i) p[i] = (uint8_t)kText[i % (sizeof kText - 1)];
+    }
+    return 0;
+  }
   if (argc == 3 && argv[1][0] != '-') {
     const unsigned long addr = strtoul(argv[1], NULL, 0);
     const size_t len = strlen(argv[2]);
@@ -72,6 +93,8 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < len; ++i) p[i] = (uint8_t)argv[2][i];
     return 0;
   }
-  fprintf(stderr, "usage: gb-physwrite ADDR TEXT | --pattern ADDR LEN | --tick ADDR PERIOD_US\n");
+  fprintf(stderr,
+          "usage: gb-physwrite ADDR TEXT | --pattern ADDR LEN | --tick ADDR PERIOD_US | --fill "
+          "ADDR LEN BYTE | --text ADDR LEN\n");
   return 2;
 }
