@@ -20,6 +20,12 @@ const uint32_t kRamCellsSpv[] =
 const uint32_t kVolumeCellsSpv[] =
 #include "volume_cells.comp.inc"
     ;
+const uint32_t kRamIndexSpv[] =
+#include "ram_index.comp.inc"
+    ;
+const uint32_t kRamMaskSpv[] =
+#include "ram_mask.comp.inc"
+    ;
 const uint32_t kRamOverlaySpv[] =
 #include "ram_overlay.comp.inc"
     ;
@@ -42,7 +48,13 @@ struct CellsPush {
   uint32_t bits, words_per_cell, ram_words, n_runs;
 };
 struct OverlayPush {
-  uint32_t bits, bpp_log2, now_ms, glow_ms, n_ranges, n_pages;
+  uint32_t bits, bpp_log2, now_ms, glow_ms, highlight, n_pages;
+};
+struct IndexPush {
+  uint32_t bits;
+};
+struct MaskPush {
+  uint32_t bits, bpp_log2, n_ranges;
 };
 struct ScreenPush {
   uint32_t width, height, stride_words, crt;
@@ -152,8 +164,10 @@ struct Renderer::Impl {
   uint64_t file_bytes = 0;
   uint64_t n_pages = 0;
 
-  VkContext::ComputePipeline p_cells, p_volume, p_overlay, p_screen, p_raymarch, p_compose;
+  VkContext::ComputePipeline p_cells, p_volume, p_index, p_mask, p_overlay, p_screen, p_raymarch,
+      p_compose;
   VkDescriptorPool pool = VK_NULL_HANDLE;
+  VkDescriptorSet s_index = VK_NULL_HANDLE, s_mask = VK_NULL_HANDLE;
   VkDescriptorSet s_cells = VK_NULL_HANDLE, s_volume = VK_NULL_HANDLE, s_overlay = VK_NULL_HANDLE,
                   s_screen = VK_NULL_HANDLE, s_raymarch = VK_NULL_HANDLE,
                   s_compose = VK_NULL_HANDLE;
@@ -161,7 +175,8 @@ struct Renderer::Impl {
   bool ram_direct = false;  // ram_dev is host-visible: pages are written into it directly
   VkBufferBox ram_dev, ram_stage, runs2d, runs3d, page_time, ranges, frame, label_stage, hud_stage,
       readback;
-  VkImageBox base, ram_pane, labels, screen_pane, volume, ram3d, hud, canvas;
+  VkImageBox base, ram_pane, labels, screen_pane, volume, ram3d, hud, canvas, index, mask;
+  bool mask_dirty = false;
 
   VkCommandBuffer cb = VK_NULL_HANDLE;
   VkFence fence = VK_NULL_HANDLE;
@@ -192,10 +207,12 @@ struct Renderer::Impl {
                     &label_stage, &hud_stage, &readback}) {
       ctx.destroy(*b);
     }
-    for (auto* i : {&base, &ram_pane, &labels, &screen_pane, &volume, &ram3d, &hud, &canvas}) {
+    for (auto* i :
+         {&base, &ram_pane, &labels, &screen_pane, &volume, &ram3d, &hud, &canvas, &index, &mask}) {
       ctx.destroy(*i);
     }
-    for (auto* p : {&p_cells, &p_volume, &p_overlay, &p_screen, &p_raymarch, &p_compose}) {
+    for (auto* p :
+         {&p_cells, &p_volume, &p_index, &p_mask, &p_overlay, &p_screen, &p_raymarch, &p_compose}) {
       ctx.destroy(*p);
     }
     if (pool) vkDestroyDescriptorPool(dev, pool, nullptr);
@@ -286,14 +303,17 @@ struct Renderer::Impl {
     };
     GB_TRY(mk("ram_cells.comp", kRamCellsSpv, {B, B, I}, sizeof(CellsPush), p_cells));
     GB_TRY(mk("volume_cells.comp", kVolumeCellsSpv, {B, B, I}, sizeof(CellsPush), p_volume));
-    GB_TRY(mk("ram_overlay.comp", kRamOverlaySpv, {I, B, B, I, I}, sizeof(OverlayPush), p_overlay));
+    GB_TRY(mk("ram_index.comp", kRamIndexSpv, {I}, sizeof(IndexPush), p_index));
+    GB_TRY(mk("ram_mask.comp", kRamMaskSpv, {I, B, I}, sizeof(MaskPush), p_mask));
+    GB_TRY(
+        mk("ram_overlay.comp", kRamOverlaySpv, {I, B, I, I, I, I}, sizeof(OverlayPush), p_overlay));
     GB_TRY(mk("screen_fx.comp", kScreenFxSpv, {B, I}, sizeof(ScreenPush), p_screen));
     GB_TRY(mk("raymarch.comp", kRaymarchSpv, {I, I}, sizeof(RaymarchPush), p_raymarch));
     GB_TRY(mk("compose.comp", kComposeSpv, {I, I, I, I}, sizeof(ComposePush), p_compose));
 
-    VkDescriptorPoolSize sizes[] = {{B, 16}, {I, 16}};
+    VkDescriptorPoolSize sizes[] = {{B, 24}, {I, 32}};
     VkDescriptorPoolCreateInfo dpi{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
-    dpi.maxSets = 8;
+    dpi.maxSets = 12;
     dpi.poolSizeCount = 2;
     dpi.pPoolSizes = sizes;
     if (VkResult r = vkCreateDescriptorPool(dev, &dpi, nullptr, &pool); r != VK_SUCCESS) {
@@ -301,7 +321,8 @@ struct Renderer::Impl {
     }
     for (auto [set, p] : {std::pair{&s_cells, &p_cells}, std::pair{&s_volume, &p_volume},
                           std::pair{&s_overlay, &p_overlay}, std::pair{&s_screen, &p_screen},
-                          std::pair{&s_raymarch, &p_raymarch}, std::pair{&s_compose, &p_compose}}) {
+                          std::pair{&s_raymarch, &p_raymarch}, std::pair{&s_compose, &p_compose},
+                          std::pair{&s_index, &p_index}, std::pair{&s_mask, &p_mask}}) {
       auto s = alloc_set(*p);
       if (!s) return tl::unexpected(s.error());
       *set = *s;
@@ -355,7 +376,9 @@ struct Renderer::Impl {
           std::tuple{&volume, VK_FORMAT_R8G8B8A8_UNORM, vside, vside, vside},
           std::tuple{&ram3d, VK_FORMAT_R8G8B8A8_UNORM, opt.ram3d_width, opt.ram3d_height, 1u},
           std::tuple{&hud, VK_FORMAT_R8_UNORM, opt.canvas_width, opt.hud_height, 1u},
-          std::tuple{&canvas, VK_FORMAT_R8G8B8A8_UNORM, opt.canvas_width, opt.canvas_height, 1u}}) {
+          std::tuple{&canvas, VK_FORMAT_R8G8B8A8_UNORM, opt.canvas_width, opt.canvas_height, 1u},
+          std::tuple{&index, VK_FORMAT_R32_UINT, sidew, sidew, 1u},
+          std::tuple{&mask, VK_FORMAT_R8_UNORM, sidew, sidew, 1u}}) {
       auto i = make_image(f, w, h, d);
       if (!i) return tl::unexpected(i.error());
       *img = *i;
@@ -368,6 +391,15 @@ struct Renderer::Impl {
       std::memset(box->mapped, 0, bytes);
     }
     write_sets();
+    // Each pixel's Hilbert index, once.
+    GB_TRY(ctx.submit_and_wait([&](VkCommandBuffer c) {
+      IndexPush ip{map.bits()};
+      vkCmdBindPipeline(c, VK_PIPELINE_BIND_POINT_COMPUTE, p_index.pipeline);
+      vkCmdBindDescriptorSets(c, VK_PIPELINE_BIND_POINT_COMPUTE, p_index.layout, 0, 1, &s_index, 0,
+                              nullptr);
+      vkCmdPushConstants(c, p_index.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof ip, &ip);
+      vkCmdDispatch(c, groups(map.pane_width(), 16), groups(map.pane_height(), 16), 1);
+    }));
 
     VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
     ai.commandPool = ctx.command_pool();
@@ -392,9 +424,14 @@ struct Renderer::Impl {
   void write_sets() {
     write_set(s_cells, {{&ram_dev}, {&runs2d}, {nullptr, &base}});
     write_set(s_volume, {{&ram_dev}, {&runs3d}, {nullptr, &volume}});
-    write_set(
-        s_overlay,
-        {{nullptr, &base}, {&page_time}, {&ranges}, {nullptr, &labels}, {nullptr, &ram_pane}});
+    write_set(s_overlay, {{nullptr, &base},
+                          {&page_time},
+                          {nullptr, &index},
+                          {nullptr, &mask},
+                          {nullptr, &labels},
+                          {nullptr, &ram_pane}});
+    write_set(s_index, {{nullptr, &index}});
+    write_set(s_mask, {{nullptr, &index}, {&ranges}, {nullptr, &mask}});
     write_set(s_screen, {{&frame}, {nullptr, &screen_pane}});
     write_set(s_raymarch, {{nullptr, &volume}, {nullptr, &ram3d}});
     write_set(s_compose, {{nullptr, &screen_pane},
@@ -496,10 +533,22 @@ struct Renderer::Impl {
       vkCmdPushConstants(cb, p_screen.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof sp, &sp);
       vkCmdDispatch(cb, groups(screen_w, 16), groups(screen_h, 16), 1);
     }
+    if (mask_dirty) {
+      MaskPush mp{map.bits(), bpp_log2, n_ranges};
+      vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, p_mask.pipeline);
+      vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, p_mask.layout, 0, 1, &s_mask, 0,
+                              nullptr);
+      vkCmdPushConstants(cb, p_mask.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof mp, &mp);
+      vkCmdDispatch(cb, groups(map.pane_width(), 16), groups(map.pane_height(), 16), 1);
+    }
     barrier(cb);
     {
-      OverlayPush op{map.bits(),  bpp_log2, now_ms,
-                     opt.glow_ms, n_ranges, static_cast<uint32_t>(n_pages)};
+      OverlayPush op{map.bits(),
+                     bpp_log2,
+                     now_ms,
+                     opt.glow_ms,
+                     n_ranges > 0 ? 1u : 0u,
+                     static_cast<uint32_t>(n_pages)};
       vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, p_overlay.pipeline);
       vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, p_overlay.layout, 0, 1,
                               &s_overlay, 0, nullptr);
@@ -811,6 +860,7 @@ Result<void> Renderer::set_highlight(const Highlight& h) {
     out[2 * i + 1] = static_cast<uint32_t>(merged[i].second);
   }
   m.n_ranges = static_cast<uint32_t>(merged.size());
+  m.mask_dirty = true;
   m.highlight = h;
   m.draw_labels();
   return {};
@@ -830,7 +880,7 @@ Result<FrameStats> Renderer::render(uint32_t now_ms) {
   m.copies.clear();
   m.n_runs2d = m.n_runs3d = 0;
   m.pending_upload_bytes = m.pending_cells = m.pending_voxels = 0;
-  m.labels_dirty = m.hud_dirty = m.screen_dirty = false;
+  m.labels_dirty = m.hud_dirty = m.screen_dirty = m.mask_dirty = false;
   if (!ok) return tl::unexpected(ok.error());
   ++m.frames;
   st.gpu_ms = m.gpu_ms();
