@@ -20,6 +20,9 @@ const uint32_t kRamCellsSpv[] =
 const uint32_t kVolumeCellsSpv[] =
 #include "volume_cells.comp.inc"
     ;
+const uint32_t kScatterSpv[] =
+#include "scatter.comp.inc"
+    ;
 const uint32_t kRamIndexSpv[] =
 #include "ram_index.comp.inc"
     ;
@@ -50,6 +53,10 @@ struct CellsPush {
 struct OverlayPush {
   uint32_t bits, bpp_log2, now_ms, glow_ms, highlight, n_pages;
 };
+struct ScatterPush {
+  uint32_t n_slots, ram_words;
+};
+constexpr uint32_t kMaxScatterPages = 4096;  // 16 MiB a frame; more: one whole-RAM copy
 struct IndexPush {
   uint32_t bits;
 };
@@ -164,6 +171,12 @@ struct Renderer::Impl {
   uint64_t file_bytes = 0;
   uint64_t n_pages = 0;
 
+  VkContext::ComputePipeline p_scatter;
+  VkDescriptorSet s_scatter = VK_NULL_HANDLE;
+  VkBufferBox incoming_stage, incoming_dev, scatter_list;
+  std::vector<uint32_t> slot_of_page;  // page -> slot this frame (UINT32_MAX: none)
+  std::vector<uint32_t> slot_pages;    // slot -> page
+  bool full_copy = false;              // this frame copies all of RAM (keyframe, overflow)
   VkContext::ComputePipeline p_cells, p_volume, p_index, p_mask, p_overlay, p_screen, p_raymarch,
       p_compose;
   VkDescriptorPool pool = VK_NULL_HANDLE;
@@ -183,7 +196,33 @@ struct Renderer::Impl {
   VkQueryPool queries = VK_NULL_HANDLE;
 
   // Pending work for the next render().
-  std::vector<VkBufferCopy> copies;
+  // Staged (discrete GPU) incremental upload: page `p` into its slot of incoming_stage. Past
+  // kMaxScatterPages a frame, the frame copies all of RAM instead (one large copy is cheaper
+  // than that many pages).
+  void stage_page(std::span<const uint8_t> ram, uint32_t p) {
+    uint32_t slot = slot_of_page[p];
+    if (slot == UINT32_MAX) {
+      if (slot_pages.size() == kMaxScatterPages) {
+        std::memcpy(ram_stage.mapped, ram.data(), ram.size());
+        full_copy = true;
+        clear_slots();
+        pending_upload_bytes += ram.size();
+        return;
+      }
+      slot = static_cast<uint32_t>(slot_pages.size());
+      slot_pages.push_back(p);
+      slot_of_page[p] = slot;
+      static_cast<uint32_t*>(scatter_list.mapped)[slot] = p;
+    }
+    const uint64_t off = uint64_t{p} * kPageBytes;
+    const uint64_t len = std::min<uint64_t>(kPageBytes, ram.size() - off);
+    std::memcpy(static_cast<uint8_t*>(incoming_stage.mapped) + uint64_t{slot} * kPageBytes,
+                ram.data() + off, len);
+  }
+  void clear_slots() {
+    for (uint32_t p : slot_pages) slot_of_page[p] = UINT32_MAX;
+    slot_pages.clear();
+  }
   uint32_t n_runs2d = 0, n_runs3d = 0;
   uint64_t pending_upload_bytes = 0, pending_cells = 0, pending_voxels = 0;
   bool first_ram = true;
@@ -203,6 +242,8 @@ struct Renderer::Impl {
   ~Impl() {
     VkDevice dev = ctx.device();
     vkDeviceWaitIdle(dev);
+    for (auto* b : {&incoming_stage, &incoming_dev, &scatter_list}) ctx.destroy(*b);
+    ctx.destroy(p_scatter);
     for (auto* b : {&ram_dev, &ram_stage, &runs2d, &runs3d, &page_time, &ranges, &frame,
                     &label_stage, &hud_stage, &readback}) {
       ctx.destroy(*b);
@@ -303,6 +344,7 @@ struct Renderer::Impl {
     };
     GB_TRY(mk("ram_cells.comp", kRamCellsSpv, {B, B, I}, sizeof(CellsPush), p_cells));
     GB_TRY(mk("volume_cells.comp", kVolumeCellsSpv, {B, B, I}, sizeof(CellsPush), p_volume));
+    GB_TRY(mk("scatter.comp", kScatterSpv, {B, B, B}, sizeof(ScatterPush), p_scatter));
     GB_TRY(mk("ram_index.comp", kRamIndexSpv, {I}, sizeof(IndexPush), p_index));
     GB_TRY(mk("ram_mask.comp", kRamMaskSpv, {I, B, I}, sizeof(MaskPush), p_mask));
     GB_TRY(
@@ -311,9 +353,9 @@ struct Renderer::Impl {
     GB_TRY(mk("raymarch.comp", kRaymarchSpv, {I, I}, sizeof(RaymarchPush), p_raymarch));
     GB_TRY(mk("compose.comp", kComposeSpv, {I, I, I, I}, sizeof(ComposePush), p_compose));
 
-    VkDescriptorPoolSize sizes[] = {{B, 24}, {I, 32}};
+    VkDescriptorPoolSize sizes[] = {{B, 32}, {I, 32}};
     VkDescriptorPoolCreateInfo dpi{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
-    dpi.maxSets = 12;
+    dpi.maxSets = 16;
     dpi.poolSizeCount = 2;
     dpi.pPoolSizes = sizes;
     if (VkResult r = vkCreateDescriptorPool(dev, &dpi, nullptr, &pool); r != VK_SUCCESS) {
@@ -322,7 +364,8 @@ struct Renderer::Impl {
     for (auto [set, p] : {std::pair{&s_cells, &p_cells}, std::pair{&s_volume, &p_volume},
                           std::pair{&s_overlay, &p_overlay}, std::pair{&s_screen, &p_screen},
                           std::pair{&s_raymarch, &p_raymarch}, std::pair{&s_compose, &p_compose},
-                          std::pair{&s_index, &p_index}, std::pair{&s_mask, &p_mask}}) {
+                          std::pair{&s_index, &p_index}, std::pair{&s_mask, &p_mask},
+                          std::pair{&s_scatter, &p_scatter}}) {
       auto s = alloc_set(*p);
       if (!s) return tl::unexpected(s.error());
       *set = *s;
@@ -334,7 +377,7 @@ struct Renderer::Impl {
     n_pages = (file_bytes + kPageBytes - 1) / kPageBytes;
     const VkDeviceSize ram_size = (file_bytes + 3) & ~VkDeviceSize{3};
     const VkBufferUsageFlags sb = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
-    ram_direct = ctx.is_cpu_device();
+    ram_direct = ctx.is_cpu_device() && !opt.force_staging;
     if (ram_direct) {
       auto b = ctx.create_buffer(ram_size, sb, true);
       if (!b) return tl::unexpected(b.error());
@@ -346,6 +389,17 @@ struct Renderer::Impl {
       auto s = ctx.create_buffer(ram_size, VK_BUFFER_USAGE_TRANSFER_SRC_BIT, true);
       if (!s) return tl::unexpected(s.error());
       ram_stage = *s;
+      const uint64_t slots_bytes = uint64_t{kMaxScatterPages} * kPageBytes;
+      auto is = ctx.create_buffer(slots_bytes, VK_BUFFER_USAGE_TRANSFER_SRC_BIT, true);
+      if (!is) return tl::unexpected(is.error());
+      incoming_stage = *is;
+      auto id = ctx.create_buffer(slots_bytes, sb | VK_BUFFER_USAGE_TRANSFER_DST_BIT, false);
+      if (!id) return tl::unexpected(id.error());
+      incoming_dev = *id;
+      auto sl = ctx.create_buffer(uint64_t{kMaxScatterPages} * 4, sb, true);
+      if (!sl) return tl::unexpected(sl.error());
+      scatter_list = *sl;
+      slot_of_page.assign(n_pages, UINT32_MAX);
     }
     const uint64_t side = map.pane_width();
     const uint64_t cells = side * side;
@@ -422,6 +476,7 @@ struct Renderer::Impl {
   }
 
   void write_sets() {
+    if (!ram_direct) write_set(s_scatter, {{&incoming_dev}, {&scatter_list}, {&ram_dev}});
     write_set(s_cells, {{&ram_dev}, {&runs2d}, {nullptr, &base}});
     write_set(s_volume, {{&ram_dev}, {&runs3d}, {nullptr, &volume}});
     write_set(s_overlay, {{nullptr, &base},
@@ -489,9 +544,20 @@ struct Renderer::Impl {
       vkCmdResetQueryPool(cb, queries, 0, 2);
       vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, queries, 0);
     }
-    if (!copies.empty()) {
-      vkCmdCopyBuffer(cb, ram_stage.buffer, ram_dev.buffer, static_cast<uint32_t>(copies.size()),
-                      copies.data());
+    if (full_copy) {
+      VkBufferCopy all{0, 0, ram_dev.size_bytes};
+      vkCmdCopyBuffer(cb, ram_stage.buffer, ram_dev.buffer, 1, &all);
+    } else if (!slot_pages.empty()) {
+      VkBufferCopy packed{0, 0, slot_pages.size() * kPageBytes};
+      vkCmdCopyBuffer(cb, incoming_stage.buffer, incoming_dev.buffer, 1, &packed);
+      barrier(cb);
+      ScatterPush sp{static_cast<uint32_t>(slot_pages.size()),
+                     static_cast<uint32_t>(std::min<uint64_t>(ram_dev.size_bytes / 4, UINT32_MAX))};
+      vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, p_scatter.pipeline);
+      vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, p_scatter.layout, 0, 1,
+                              &s_scatter, 0, nullptr);
+      vkCmdPushConstants(cb, p_scatter.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof sp, &sp);
+      dispatch_runs(cb, static_cast<uint32_t>(slot_pages.size()));
     }
     VkBufferImageCopy bic{};
     bic.imageSubresource = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 0, 1};
@@ -735,8 +801,8 @@ Result<uint64_t> Renderer::update_ram(std::span<const uint8_t> ram,
   const uint64_t total_voxels = uint64_t{1} << (3 * m.volume_bits);
   if (full) {
     std::memcpy(dst, ram.data(), ram.size());
-    m.copies.clear();
-    m.copies.push_back({0, 0, ram.size()});
+    m.full_copy = !m.ram_direct;
+    m.clear_slots();
     m.pending_upload_bytes += ram.size();
     split_runs(0, total_cells, runs2d);
     split_runs(0, total_voxels, runs3d);
@@ -761,8 +827,11 @@ Result<uint64_t> Renderer::update_ram(std::span<const uint8_t> ram,
       while (j < pages.size() && pages[j] == pages[j - 1] + 1) ++j;
       const uint64_t off = uint64_t{pages[i]} * kPageBytes;
       const uint64_t len = std::min<uint64_t>((j - i) * kPageBytes, ram.size() - off);
-      std::memcpy(dst + off, ram.data() + off, len);
-      if (!m.ram_direct) m.copies.push_back({off, off, len});
+      if (m.ram_direct || m.full_copy) {
+        std::memcpy(dst + off, ram.data() + off, len);  // direct, or into this frame's full copy
+      } else {
+        for (size_t k = i; k < j && !m.full_copy; ++k) m.stage_page(ram, pages[k]);
+      }
       m.pending_upload_bytes += len;
       for (size_t k = i; k < j; ++k) page_time[pages[k]] = stamp;
       i = j;
@@ -773,7 +842,6 @@ Result<uint64_t> Renderer::update_ram(std::span<const uint8_t> ram,
     for (size_t k = before2d + 1; k < runs2d.size(); k += 2) m.pending_cells += runs2d[k];
     for (size_t k = before3d + 1; k < runs3d.size(); k += 2) m.pending_voxels += runs3d[k];
   }
-  if (m.ram_direct) m.copies.clear();
   // Append to what is pending since the last render (several updates per frame).
   auto append = [](VkBufferBox& box, uint32_t& n, const std::vector<uint32_t>& v) {
     const uint64_t cap = box.size_bytes / 8;
@@ -877,7 +945,8 @@ Result<FrameStats> Renderer::render(uint32_t now_ms) {
   st.upload_bytes = m.pending_upload_bytes;
   st.cells_updated = m.pending_cells;
   st.voxels_updated = m.pending_voxels;
-  m.copies.clear();
+  m.clear_slots();
+  m.full_copy = false;
   m.n_runs2d = m.n_runs3d = 0;
   m.pending_upload_bytes = m.pending_cells = m.pending_voxels = 0;
   m.labels_dirty = m.hud_dirty = m.screen_dirty = m.mask_dirty = false;

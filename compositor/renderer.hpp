@@ -50,6 +50,10 @@ struct RendererOptions {
   uint32_t glow_ms = 1500;  // dirty pages glow this long; 0: off
   bool crt = true;          // CRT look on the screen pane
   bool show_3d = false;     // canvas shows the 3D view instead of the 2D map
+  // RAM upload path: CPU devices (lavapipe) get page writes straight into the buffer the
+  // shaders read; GPUs get changed pages packed into a staging buffer, one copy, and a scatter
+  // shader (scatter.comp). true: the GPU path on any device (tests it on lavapipe).
+  bool force_staging = false;
 };
 
 // Orbit camera of the 3D view.

@@ -85,6 +85,7 @@ int main(int argc, char** argv) {
   std::vector<uint32_t> sizes_mib = {64, 256};
   uint32_t frames = 120, dirty_pages = 64, naive_frames = 8, seed = 1;
   std::string device, ram_file, json_path;
+  std::string font = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf";
   bool with_3d = true;
   app.add_option("--ram-mib", sizes_mib, "guest RAM sizes (MiB)")->delimiter(',');
   app.add_option("--frames", frames, "timed frames per size")->check(CLI::Range(1, 100000));
@@ -95,6 +96,7 @@ int main(int argc, char** argv) {
   app.add_option("--ram", ram_file, "RAM file to draw (repeated or cut to each size)");
   app.add_option("--seed", seed, "synthetic RAM and dirty-page seed");
   app.add_option("--json", json_path, "write the figures as JSON here");
+  app.add_option("--font", font, "TrueType font of the HUD");
   app.add_flag("!--no-3d", with_3d, "skip the 3D view's frames");
   CLI11_PARSE(app, argc, argv);
 
@@ -139,7 +141,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     Renderer& rd = **r;
-    (void)rd.set_font("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf", 14);
+    if (auto f = rd.set_font(font, 14); !f) std::cerr << "no HUD text: " << f.error().message << "\n";
     Highlight h;
     h.label = "pid 42 bench";
     for (int i = 0; i < 200; ++i) {

@@ -102,7 +102,9 @@ TEST(Renderer, RamPaneMatchesCpuReferenceAtSeveralDensities) {
     SCOPED_TRACE("bytes_per_pixel " + std::to_string(bpp));
     const uint64_t bytes = (3u << 20) + 4096 * 5;  // not a power of two: a partly empty pane
     auto ram = make_ram(bytes, static_cast<uint32_t>(bpp));
-    auto r = Renderer::create(context(), options(bpp), shared::RamLayout::identity(bytes));
+    auto o = options(bpp);
+    o.force_staging = bpp == 16;  // the GPU upload path, on this device too
+    auto r = Renderer::create(context(), o, shared::RamLayout::identity(bytes));
     ASSERT_TRUE(r) << r.error().to_string();
     ASSERT_TRUE((*r)->update_ram(ram, {}, true, 1));
     auto st = (*r)->render(1);
@@ -145,10 +147,15 @@ TEST(Renderer, PcLayoutWithAHoleMatchesLocate) {
   }
 }
 
-TEST(Renderer, OnlyChangedPagesAreUploadedAndRedrawn) {
-  const uint64_t bytes = 4u << 20;
+class RendererUpload : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(DirectAndStaged, RendererUpload, ::testing::Bool());
+
+TEST_P(RendererUpload, OnlyChangedPagesAreUploadedAndRedrawn) {
+  const uint64_t bytes = (4u << 20) + 4096 * 3 + 1000;  // a partial last page
   auto ram = make_ram(bytes, 7);
-  auto r = Renderer::create(context(), options(16), shared::RamLayout::identity(bytes));
+  auto o = options(16);
+  o.force_staging = GetParam();
+  auto r = Renderer::create(context(), o, shared::RamLayout::identity(bytes));
   ASSERT_TRUE(r);
   ASSERT_TRUE((*r)->update_ram(ram, {}, true, 1));
   ASSERT_TRUE((*r)->render(1));
@@ -179,6 +186,54 @@ TEST(Renderer, OnlyChangedPagesAreUploadedAndRedrawn) {
   ASSERT_TRUE(idle);
   EXPECT_EQ(idle->upload_bytes, 0u);
   EXPECT_EQ(idle->cells_updated, 0u);
+  // The partial last page, two updates of one page before one frame (the later bytes win),
+  // then more pages in a frame than the staged path packs (it copies all of RAM instead).
+  const uint32_t last = static_cast<uint32_t>(bytes / 4096);
+  for (uint64_t i = uint64_t{last} * 4096; i < bytes; ++i) ram[i] = 0xff;
+  ram[4096 * 9] = 1;
+  const uint32_t first_update[] = {last, 9};
+  ASSERT_TRUE((*r)->update_ram(ram, first_update, false, 4));
+  ram[4096 * 9] = 0x41;
+  const uint32_t second_update[] = {9};
+  ASSERT_TRUE((*r)->update_ram(ram, second_update, false, 4));
+  ASSERT_TRUE((*r)->render(4));
+  auto img2 = (*r)->read_pane(Pane::kRam);
+  ASSERT_TRUE(img2);
+  EXPECT_EQ(compare_ram_pane(*img2, (*r)->ram_map(), ram), 0u);
+  std::vector<uint32_t> many;
+  for (uint32_t p = 0; p < bytes / 4096; p += 1) {
+    ram[uint64_t{p} * 4096 + 7] ^= 0x5a;
+    many.push_back(p);
+  }
+  ASSERT_GT(many.size(), 1000u);
+  ASSERT_TRUE((*r)->update_ram(ram, many, false, 5));
+  ASSERT_TRUE((*r)->render(5));
+  auto img3 = (*r)->read_pane(Pane::kRam);
+  ASSERT_TRUE(img3);
+  EXPECT_EQ(compare_ram_pane(*img3, (*r)->ram_map(), ram), 0u);
+}
+
+TEST(Renderer, StagedUploadPastItsSlotsCopiesAllOfRam) {
+  const uint64_t bytes = 32u << 20;  // 8192 pages: more than one frame's 4096 slots
+  auto ram = make_ram(bytes, 9);
+  auto o = options(64);
+  o.force_staging = true;
+  auto r = Renderer::create(context(), o, shared::RamLayout::identity(bytes));
+  ASSERT_TRUE(r);
+  ASSERT_TRUE((*r)->update_ram(ram, {}, true, 1));
+  ASSERT_TRUE((*r)->render(1));
+  std::vector<uint32_t> all;
+  for (uint32_t p = 0; p < bytes / 4096; ++p) {
+    ram[uint64_t{p} * 4096 + 100] = static_cast<uint8_t>(p);
+    all.push_back(p);
+  }
+  ASSERT_TRUE((*r)->update_ram(ram, all, false, 2));
+  auto st = (*r)->render(2);
+  ASSERT_TRUE(st);
+  EXPECT_GE(st->upload_bytes, bytes);
+  auto img = (*r)->read_pane(Pane::kRam);
+  ASSERT_TRUE(img);
+  EXPECT_EQ(compare_ram_pane(*img, (*r)->ram_map(), ram), 0u);
 }
 
 TEST(Renderer, DirtyPagesGlowAndFade) {
