@@ -698,6 +698,9 @@ Result<std::unique_ptr<Renderer>> Renderer::create(VkContext& ctx, const Rendere
   if (o.volume_bits < 4 || o.volume_bits > 9) {
     return bad(fmt::format("volume_bits {}: expected 4..9", o.volume_bits));
   }
+  if (o.ram3d_width == 0 || o.ram3d_height == 0) {
+    o.ram3d_width = o.ram3d_height = ctx.is_cpu_device() ? 512 : 768;
+  }
   if (o.ram3d_width < 64 || o.ram3d_width > 4096 || o.ram3d_height < 64 || o.ram3d_height > 4096) {
     return bad(
         fmt::format("3D view {}x{}: expected 64..4096 per side", o.ram3d_width, o.ram3d_height));

@@ -46,10 +46,11 @@ struct RendererOptions {
   uint64_t bytes_per_pixel = 0;  // RAM map density (power of two, 4..65536); 0: the smallest
                                  // that keeps the map within 1024 x 1024
   uint32_t volume_bits = 7;      // 3D view: 2^bits voxels per axis (4..9)
-  uint32_t ram3d_width = 768, ram3d_height = 768;
-  uint32_t glow_ms = 1500;  // dirty pages glow this long; 0: off
-  bool crt = true;          // CRT look on the screen pane
-  bool show_3d = false;     // canvas shows the 3D view instead of the 2D map
+  uint32_t ram3d_width = 0, ram3d_height = 0;  // 3D view pixels, 64..4096; 0: 768 x 768 on a
+                                               // GPU, 512 x 512 on a CPU device (lavapipe)
+  uint32_t glow_ms = 1500;                     // dirty pages glow this long; 0: off
+  bool crt = true;                             // CRT look on the screen pane
+  bool show_3d = false;                        // canvas shows the 3D view instead of the 2D map
   // RAM upload path: CPU devices (lavapipe) get page writes straight into the buffer the
   // shaders read; GPUs get changed pages packed into a staging buffer, one copy, and a scatter
   // shader (scatter.comp). true: the GPU path on any device (tests it on lavapipe).

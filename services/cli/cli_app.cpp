@@ -156,6 +156,12 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
   add_state(view);
   view->add_option("--mode", inv.view_mode, "2d | 3d")->check(CLI::IsMember({"2d", "3d"}));
   view->add_option("--highlight", inv.highlight, "a pid or comm to outline; - for none");
+  view->add_option("--yaw", inv.yaw_deg, "turn the 3D camera (degrees)")
+      ->check(CLI::Range(-360.0, 360.0));
+  view->add_option("--pitch", inv.pitch_deg, "tilt the 3D camera (degrees)")
+      ->check(CLI::Range(-180.0, 180.0));
+  view->add_option("--zoom", inv.zoom, "zoom the 3D camera (factor, 0.1..10)")
+      ->check(CLI::Range(0.1, 10.0));
 
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {

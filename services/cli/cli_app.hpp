@@ -31,38 +31,40 @@
 namespace glassbox::cli {
 
 struct Invocation {
-  std::string state_dir;            // resolved: flag, else the default state dir
-  std::string command;              // "up", "down", "status", "console", "vm"
-  std::string vm_action;            // for "vm": pause, resume, ..., key, type, mouse, screendump
-  std::string config_path;          // up --config
-  std::optional<double> for_s;      // up --for
-  std::string report_path;          // up --report
-  bool json = false;                // status --json
-  bool follow = false;              // console --follow
-  std::string key_combo;            // vm key
-  std::string text;                 // vm type
-  int mouse_x = 0, mouse_y = 0;     // vm mouse
-  std::string click;                // vm mouse --click
-  std::string png_path;             // vm screendump
-  std::string ram_action;           // for "ram": peek, dump, stats
-  uint64_t gpa = 0;                 // ram peek
-  uint64_t length_bytes = 0;        // ram peek
-  std::string dump_path;            // ram dump
-  std::string dump_format = "raw";  // ram dump --format raw|lime
-  bool consistent = false;          // ram dump --consistent
-  std::string offline_ram;          // ps/modules/kernel --ram DUMP (raw or LiME)
-  std::string kernel_image;         // ps/modules/kernel --kernel BZIMAGE
-  std::string profile_cache;        // --profile-cache FILE ("none": off; empty: the default)
-  bool history = false;             // ps --history
-  int32_t pid = 0;                  // maps PID
-  int top_n = 20;                   // hot/loops --top N
-  std::string synth_action;         // for "synth": list, show
-  uint64_t pc = 0;                  // synth show PC
-  std::string pane = "all";         // screenshot --pane screen|ram|ram3d|all
-  std::string map_action;           // for "map": locate, gpa, view
-  uint32_t map_x = 0, map_y = 0;    // map gpa X Y
-  std::string view_mode;            // map view --mode 2d|3d
-  std::string highlight;            // map view --highlight PID|COMM|-
+  std::string state_dir;              // resolved: flag, else the default state dir
+  std::string command;                // "up", "down", "status", "console", "vm"
+  std::string vm_action;              // for "vm": pause, resume, ..., key, type, mouse, screendump
+  std::string config_path;            // up --config
+  std::optional<double> for_s;        // up --for
+  std::string report_path;            // up --report
+  bool json = false;                  // status --json
+  bool follow = false;                // console --follow
+  std::string key_combo;              // vm key
+  std::string text;                   // vm type
+  int mouse_x = 0, mouse_y = 0;       // vm mouse
+  std::string click;                  // vm mouse --click
+  std::string png_path;               // vm screendump
+  std::string ram_action;             // for "ram": peek, dump, stats
+  uint64_t gpa = 0;                   // ram peek
+  uint64_t length_bytes = 0;          // ram peek
+  std::string dump_path;              // ram dump
+  std::string dump_format = "raw";    // ram dump --format raw|lime
+  bool consistent = false;            // ram dump --consistent
+  std::string offline_ram;            // ps/modules/kernel --ram DUMP (raw or LiME)
+  std::string kernel_image;           // ps/modules/kernel --kernel BZIMAGE
+  std::string profile_cache;          // --profile-cache FILE ("none": off; empty: the default)
+  bool history = false;               // ps --history
+  int32_t pid = 0;                    // maps PID
+  int top_n = 20;                     // hot/loops --top N
+  std::string synth_action;           // for "synth": list, show
+  uint64_t pc = 0;                    // synth show PC
+  std::string pane = "all";           // screenshot --pane screen|ram|ram3d|all
+  std::string map_action;             // for "map": locate, gpa, view
+  uint32_t map_x = 0, map_y = 0;      // map gpa X Y
+  std::string view_mode;              // map view --mode 2d|3d
+  std::string highlight;              // map view --highlight PID|COMM|-
+  double yaw_deg = 0, pitch_deg = 0;  // map view --yaw/--pitch (3D camera, degrees added)
+  double zoom = 1.0;                  // map view --zoom (3D camera distance divided by it)
 };
 
 // Parses argv (without argv[0]). `help_text` receives CLI11's help/usage when the user asked

@@ -104,6 +104,16 @@ int cmd_status(const Invocation& inv) {
       std::cout << fmt::format("guest: no kernel profile yet ({})\n", sem.value("waiting", "?"));
     }
   }
+  if (out.contains("compositor") && out["compositor"].is_object()) {
+    const auto& c = out["compositor"];
+    std::cout << fmt::format("compositor: {:.1f} fps  frame {:.2f} ms  {} view  {}{}  on {}\n",
+                             c.value("fps", 0.0), c.value("frame_ms", 0.0), c.value("mode", "?"),
+                             c.value("window", false) ? "window" : "headless",
+                             c.value("highlight", "").empty()
+                                 ? std::string()
+                                 : "  highlight " + c["highlight"].get<std::string>(),
+                             c.value("device", "?"));
+  }
   std::cout << fmt::format("{:<18} {:>8} {:<11} {:>8}  {}\n", "SERVICE", "PID", "STATE", "RESTARTS",
                            "METRICS");
   for (const auto& s : out["services"]) {

@@ -87,8 +87,11 @@ int map(const Invocation& inv, const shared::StatePaths& paths) {
         fbb,
         fb::compositor::CreateCompositorRequest(fbb, fb::compositor::Command::GpaAt, q.Union()));
   } else {
-    auto q = fb::compositor::CreateSetView(fbb, fbb.CreateString(inv.view_mode),
-                                           fbb.CreateString(inv.highlight));
+    constexpr double kRadPerDeg = 3.14159265358979 / 180.0;
+    auto q = fb::compositor::CreateSetView(
+        fbb, fbb.CreateString(inv.view_mode), fbb.CreateString(inv.highlight),
+        static_cast<float>(inv.yaw_deg * kRadPerDeg),
+        static_cast<float>(inv.pitch_deg * kRadPerDeg), static_cast<float>(inv.zoom));
     fb::compositor::FinishCompositorRequestBuffer(
         fbb,
         fb::compositor::CreateCompositorRequest(fbb, fb::compositor::Command::SetView, q.Union()));

@@ -141,7 +141,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     Renderer& rd = **r;
-    if (auto f = rd.set_font(font, 14); !f) std::cerr << "no HUD text: " << f.error().message << "\n";
+    if (auto f = rd.set_font(font, 14); !f)
+      std::cerr << "no HUD text: " << f.error().message << "\n";
     Highlight h;
     h.label = "pid 42 bench";
     for (int i = 0; i < 200; ++i) {

@@ -241,6 +241,14 @@ TEST_F(CompositorTest, HighlightOutlinesAProcess) {
   EXPECT_TRUE(outlined);
   EXPECT_EQ(instance_->cli({"map", "view", "--highlight", "-"}).exit_code, 0);
   EXPECT_EQ(instance_->cli({"map", "view", "--mode", "3d"}).exit_code, 0);
+  // The 3D view turns with the camera.
+  ASSERT_EQ(instance_->cli({"screenshot", tmp("v1.png"), "--pane", "ram3d"}).exit_code, 0);
+  ASSERT_EQ(instance_->cli({"map", "view", "--yaw", "60", "--zoom", "1.5"}).exit_code, 0);
+  std::this_thread::sleep_for(200ms);
+  ASSERT_EQ(instance_->cli({"screenshot", tmp("v2.png"), "--pane", "ram3d"}).exit_code, 0);
+  auto v1 = shared::read_png(tmp("v1.png")), v2 = shared::read_png(tmp("v2.png"));
+  ASSERT_TRUE(v1 && v2);
+  EXPECT_NE(v1->rgba, v2->rgba);
   auto shot = instance_->cli({"screenshot", tmp("all.png")});
   EXPECT_EQ(shot.exit_code, 0) << shot.output;
   auto all = shared::read_png(tmp("all.png"));
