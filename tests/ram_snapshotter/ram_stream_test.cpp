@@ -114,6 +114,30 @@ TEST_F(RamStreamTest, DeltasCarryOnlyChangedPages) {
   EXPECT_TRUE(mirror_equals(m));
 }
 
+TEST_F(RamStreamTest, TakeChangesListsDeltaPagesAndFlagsKeyframes) {
+  RamMirrorCore m;
+  EXPECT_TRUE(m.take_changes().all) << "the first call: everything";
+  feed(m, keyframe());
+  auto k = m.take_changes();
+  EXPECT_TRUE(k.all);
+  EXPECT_TRUE(k.keyframe);
+  EXPECT_TRUE(m.take_changes().pages.empty()) << "taken: nothing new";
+  touch(5, 1);
+  touch(9, 2);
+  feed(m, cycle({5, 9}, false));
+  touch(5, 3);
+  feed(m, cycle({5}, false));
+  auto d = m.take_changes();
+  EXPECT_FALSE(d.all);
+  EXPECT_FALSE(d.keyframe);
+  EXPECT_EQ(d.pages, (std::vector<uint32_t>{5, 9, 5}));
+  // An incomplete cycle is not a change.
+  auto big = keyframe();
+  m.apply(big[0].header, big[0].payload);
+  EXPECT_TRUE(m.take_changes().pages.empty());
+  EXPECT_FALSE(m.take_changes().all);
+}
+
 TEST_F(RamStreamTest, GapUnsyncsUntilTheNextKeyframe) {
   RamMirrorCore m;
   feed(m, keyframe());
