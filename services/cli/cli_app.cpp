@@ -28,6 +28,9 @@ Result<Invocation> parse_cli(const std::vector<std::string>& args, std::string& 
                       ->check(CLI::PositiveNumber);
   up->add_option("--report", inv.report_path, "write a JSON report here on shutdown");
 
+  auto* bus = app.add_subcommand(
+      "bus", "only the event bus of `up` (for services run by docker-compose or systemd)");
+  add_state(bus);
   auto* down = app.add_subcommand("down", "stop everything `glassbox up` started");
   add_state(down);
   auto* status = app.add_subcommand("status", "VM and service status");

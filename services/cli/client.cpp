@@ -201,6 +201,7 @@ static Result<OrchestratorStatus> orchestrator_call(const shared::StatePaths& pa
   if ((*reply)->error() != nullptr) return tl::unexpected(reply_error(*(*reply)->error()));
   OrchestratorStatus st;
   st.roudi_pid = (*reply)->roudi_pid();
+  if ((*reply)->metrics_url() != nullptr) st.metrics_url = (*reply)->metrics_url()->str();
   if ((*reply)->services() != nullptr) {
     for (const auto* s : *(*reply)->services())
       st.services.push_back(shared::read_service_status(*s));

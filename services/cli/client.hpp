@@ -38,6 +38,7 @@ Result<nlohmann::json> vm_request(const shared::StatePaths& paths,
 struct OrchestratorStatus {
   std::vector<shared::ServiceStatusFields> services;
   int32_t roudi_pid = 0;
+  std::string metrics_url;  // `glassbox up`'s own metrics endpoint
 };
 
 // GetStatus / Shutdown to `glassbox up`. Errors: kUnavailable "no glassbox instance is

@@ -62,6 +62,7 @@ int cmd_status(const Invocation& inv) {
     services.push_back(svc);
   }
   out["services"] = services;
+  out["up"] = {{"metrics_url", orch->metrics_url}};
   if (out["vm"]["boot_to_ready_s"].is_number() && out["vm"]["boot_to_ready_s"].get<double>() < 0) {
     out["vm"]["boot_to_ready_s"] = nullptr;
   }

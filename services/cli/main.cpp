@@ -28,6 +28,14 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
+    if (inv->command == "bus") {
+      auto r = run_bus(inv->state_dir);
+      if (!r) {
+        std::cerr << "glassbox bus: " << r.error().message << "\n";
+        return 1;
+      }
+      return 0;
+    }
     if (inv->command == "down") return cmd_down(*inv);
     if (inv->command == "status") return cmd_status(*inv);
     if (inv->command == "console") return cmd_console(*inv);

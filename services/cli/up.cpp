@@ -1,5 +1,8 @@
 #include "services/cli/up.hpp"
 
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -19,6 +22,7 @@
 #include "shared/health.hpp"
 #include "shared/iox.hpp"
 #include "shared/log.hpp"
+#include "shared/metrics.hpp"
 #include "shared/paths.hpp"
 #include "shared/process.hpp"
 
@@ -42,6 +46,8 @@ struct Child {
   uint32_t backoff_ms = 0;
   std::string metrics_url;
   std::string last_exit;
+  prometheus::Counter* m_restarts = nullptr;  // glassbox_up_service_restarts_total{service}
+  prometheus::Gauge* m_up = nullptr;          // glassbox_up_service_up{service}
 };
 
 class Orchestrator {
@@ -122,6 +128,7 @@ class Orchestrator {
     c.pid = *pid;
     c.state = fb::health::ServiceState::Up;
     c.started_at = Clock::now();
+    if (c.m_up) c.m_up->Set(1);
     log_->info("started {} (pid {}), log {}", c.name, c.pid, paths_.service_log(c.name));
     return {};
   }
@@ -136,6 +143,7 @@ class Orchestrator {
           c.backoff_ms = config_.up.restart_backoff_ms;
         }
         c.state = fb::health::ServiceState::Restarting;
+        if (c.m_up) c.m_up->Set(0);
         c.restart_at = Clock::now() + milliseconds(c.backoff_ms);
         log_->warn("{} (pid {}) {}; restarting in {} ms (see {})", c.name, c.pid, c.last_exit,
                    c.backoff_ms, paths_.service_log(c.name));
@@ -143,6 +151,7 @@ class Orchestrator {
         c.backoff_ms = std::min(std::max(c.backoff_ms * 2, 1u), config_.up.restart_backoff_max_ms);
       } else if (c.state == fb::health::ServiceState::Restarting && Clock::now() >= c.restart_at) {
         ++c.restarts;
+        if (c.m_restarts) c.m_restarts->Increment();
         if (auto r = spawn_child(c); !r) {
           log_->error("restart of {} failed: {}", c.name, r.error().message);
           c.restart_at = Clock::now() + milliseconds(c.backoff_ms);
@@ -186,8 +195,9 @@ class Orchestrator {
       f.summary_json = nlohmann::json{{"last_exit", c.last_exit}}.dump();
       svcs.push_back(shared::build_service_status(fbb, f));
     }
-    auto reply = fb::orchestrator::CreateOrchestratorReply(fbb, err, fbb.CreateVector(svcs),
-                                                           roudi_pid_, started_unix_ns_);
+    auto reply = fb::orchestrator::CreateOrchestratorReply(
+        fbb, err, fbb.CreateVector(svcs), roudi_pid_, started_unix_ns_,
+        fbb.CreateString(metrics_ ? metrics_->url() : ""));
     fbb.Finish(reply);
     return shared::Bytes(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
   }
@@ -227,10 +237,35 @@ class Orchestrator {
     if (auto h = shared::EventSubscriber::connect(paths_.bus_out_endpoint(), {"health"})) {
       health_ = std::move(*h);
     }
+    // The orchestrator's own metrics (base_port + 0): restarts and liveness per service.
+    const uint32_t port = config_.metrics.base_port == 0 ? 0 : config_.metrics.base_port;
+    if (auto m = shared::MetricsExposer::start(config_.metrics.host, port)) {
+      metrics_ = std::move(*m);
+    } else {
+      log_->warn("no orchestrator metrics: {}", m.error().message);
+    }
+    prometheus::Family<prometheus::Counter>* restarts = nullptr;
+    prometheus::Family<prometheus::Gauge>* up = nullptr;
+    if (metrics_) {
+      restarts = &prometheus::BuildCounter()
+                      .Name("glassbox_up_service_restarts_total")
+                      .Help("Service restarts by `glassbox up` after a crash")
+                      .Register(metrics_->registry());
+      up = &prometheus::BuildGauge()
+                .Name("glassbox_up_service_up")
+                .Help("1 while the service's process runs")
+                .Register(metrics_->registry());
+    }
     for (const auto& name : config_.up.services) {
       Child c;
       c.name = name;
       c.backoff_ms = config_.up.restart_backoff_ms;
+      if (restarts) {
+        const std::map<std::string, std::string> labels = {{"instance", config_.instance.name},
+                                                           {"service", name}};
+        c.m_restarts = &restarts->Add(labels);
+        c.m_up = &up->Add(labels);
+      }
       children_.push_back(c);
     }
     for (auto& c : children_) GB_TRY(spawn_child(c));
@@ -355,12 +390,36 @@ class Orchestrator {
   uint64_t started_unix_ns_ = 0;
   uint64_t malformed_ = 0;
   std::unique_ptr<shared::EventProxy> proxy_;
+  std::unique_ptr<shared::MetricsExposer> metrics_;
   std::unique_ptr<shared::CommandServer> server_;
   std::unique_ptr<shared::EventSubscriber> health_;
   std::vector<Child> children_;
 };
 
 }  // namespace
+
+Result<void> run_bus(const std::string& state_dir) {
+  shared::StatePaths paths(state_dir);
+  GB_TRY(paths.create());
+  auto lock = shared::FileLock::acquire(paths.dir() + "/bus.lock",
+                                        "another event bus runs for " + paths.dir());
+  if (!lock) return tl::unexpected(lock.error());
+  auto proxy = shared::EventProxy::start(paths.bus_in_endpoint(), paths.bus_out_endpoint());
+  if (!proxy) return tl::unexpected(proxy.error());
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  auto log = shared::make_logger("bus");
+  log->info("event bus: publishers {} -> subscribers {}", paths.bus_in_endpoint(),
+            paths.bus_out_endpoint());
+  while (!g_stop.load()) std::this_thread::sleep_for(milliseconds(100));
+  (*proxy)->stop();
+  for (const auto& ep : {paths.bus_in_endpoint(), paths.bus_out_endpoint()}) {
+    ::unlink(shared::ipc_path(ep).c_str());
+  }
+  return {};
+}
 
 Result<void> run_up(const UpOptions& options) {
   auto config = shared::load_config(options.config_path);

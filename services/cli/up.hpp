@@ -32,4 +32,10 @@ struct UpOptions {
 // kAlreadyExists when another instance owns the state dir.
 Result<void> run_up(const UpOptions& options);
 
+// `glassbox bus`: only the event proxy of `up` (XSUB bus-in.sock / XPUB bus-out.sock in the
+// state dir), for running services without `up` (docker-compose, systemd). Runs until SIGINT
+// or SIGTERM. Errors: kAlreadyExists when another bus runs for the state dir; kIo when the
+// endpoints cannot be bound.
+Result<void> run_bus(const std::string& state_dir);
+
 }  // namespace glassbox::cli

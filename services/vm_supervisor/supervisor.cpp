@@ -111,10 +111,21 @@ struct Supervisor::Impl {
   std::vector<VmStatusFields::Range> ram_layout;
   std::vector<VcpuRegisters> vcpus_reply;  // set by GetVcpus for its own reply only
 
-  // Serial console tail.
+  // Serial console tail. serial_offset: bytes of the log consumed (the next read's offset).
   int serial_fd = -1;
   std::string serial_partial;
   uint64_t serial_lines = 0;
+  uint64_t serial_offset = 0;
+
+  // Re-attachment (as libvirtd does): a restarted supervisor finds the QEMU its predecessor
+  // started (own session, so it outlived it) and takes it over through QMP and VNC instead of
+  // booting a new one. `attached`: qemu_pid is not our child (death seen by polling, no wait
+  // status). The supervisor's own state is kept in STATE/vm/supervisor.json.
+  bool attached = false;
+  uint32_t attaches = 0;
+  uint64_t boot_started_unix_ns = 0;
+  Clock::time_point last_state_save{};
+  std::string last_saved_state;
 
   Impl(shared::Config c, shared::StatePaths p)
       : config(std::move(c)), paths(std::move(p)), qpaths(qemu_paths_for(config, paths)) {
@@ -328,6 +339,112 @@ struct Supervisor::Impl {
     return {};
   }
 
+  // ---- the supervisor's own state, for a successor ----
+  std::string state_file() const { return paths.vm_dir() + "/supervisor.json"; }
+
+  // Writes STATE/vm/supervisor.json (tmp + rename) when it changed, at most once a second
+  // unless `now`. Holds what a successor cannot ask QEMU: boots, restarts, readiness, the boot
+  // time and how much of the serial log was already published.
+  void save_state(bool now = false) {
+    if (!now && Clock::now() - last_state_save < milliseconds(1000)) return;
+    last_state_save = Clock::now();
+    const nlohmann::json j = {{"qemu_pid", qemu_pid},
+                              {"ram_file", qpaths.ram_file},
+                              {"accel", config_accel_name()},
+                              {"accel_reason", accel.reason},
+                              {"boots", boots},
+                              {"vm_restarts", vm_restarts},
+                              {"boot_started_unix_ns", boot_started_unix_ns},
+                              {"ready", ready},
+                              {"boot_to_ready_s", boot_to_ready_s},
+                              {"serial_offset", serial_offset - serial_partial.size()},
+                              {"serial_lines", serial_lines},
+                              {"attaches", attaches}};
+    const std::string text = j.dump();
+    if (text == last_saved_state) return;
+    const std::string tmp = state_file() + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    if (f == nullptr) return;
+    const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+    if (std::fclose(f) == 0 && ok && std::rename(tmp.c_str(), state_file().c_str()) == 0) {
+      last_saved_state = text;
+    }
+  }
+
+  // Takes over the QEMU a previous supervisor left running: its pid file names a live process
+  // whose command line holds our RAM file, its QMP socket answers, and supervisor.json is
+  // ours. Returns false (nothing changed) otherwise; the caller then boots a fresh VM.
+  bool try_attach() {
+    auto pid = shared::read_pid_file(paths.qemu_pid_file());
+    if (!pid || !shared::process_alive(*pid) ||
+        shared::process_cmdline(*pid).find(qpaths.ram_file) == std::string::npos) {
+      return false;
+    }
+    std::string text;
+    if (FILE* f = std::fopen(state_file().c_str(), "r")) {
+      char buf[4096];
+      const size_t n = std::fread(buf, 1, sizeof buf, f);  // the file is ~400 bytes
+      text.assign(buf, n);
+      std::fclose(f);
+    }
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (!j.is_object() || j.value("qemu_pid", 0) != *pid ||
+        j.value("ram_file", "") != qpaths.ram_file) {
+      log->warn("QEMU pid {} runs, but {} does not describe it: not re-attaching", *pid,
+                state_file());
+      return false;
+    }
+    auto q = QmpClient::connect(qpaths.qmp_socket, milliseconds(3000));
+    if (!q) {
+      log->warn("QEMU pid {} runs but its QMP does not answer ({}): not re-attaching", *pid,
+                q.error().message);
+      return false;
+    }
+    qmp.emplace(std::move(*q));
+    qemu_pid = *pid;
+    attached = true;
+    attaches = j.value("attaches", 0u) + 1;
+    boots = j.value("boots", 1u);
+    vm_restarts = j.value("vm_restarts", 0u);
+    ready = j.value("ready", false);
+    boot_to_ready_s = j.value("boot_to_ready_s", -1.0);
+    boot_started_unix_ns = j.value("boot_started_unix_ns", uint64_t{0});
+    const double age_s =
+        boot_started_unix_ns > 0 && unix_ns() > boot_started_unix_ns
+            ? static_cast<double>(unix_ns() - boot_started_unix_ns) / 1e9
+            : 0.0;
+    boot_started = Clock::now() - std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(age_s));
+    const std::string acc = j.value("accel", "tcg");
+    accel = {acc == "kvm" ? shared::Accel::kKvm : shared::Accel::kTcg,
+             "re-attached: " + j.value("accel_reason", acc)};
+    // Serial lines written while no supervisor ran are published now: resume where the
+    // predecessor stopped.
+    serial_offset = j.value("serial_offset", uint64_t{0});
+    serial_lines = j.value("serial_lines", uint64_t{0});
+    serial_fd = ::open(qpaths.serial_log.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st {};
+    if (serial_fd >= 0 && ::fstat(serial_fd, &st) == 0 &&
+        serial_offset <= static_cast<uint64_t>(st.st_size)) {
+      ::lseek(serial_fd, static_cast<off_t>(serial_offset), SEEK_SET);
+    } else {
+      serial_offset = 0;
+    }
+    state = ready ? fb::vm::VmState::Running : fb::vm::VmState::Booting;
+    if (auto status = qmp->execute("query-status"); status && status->contains("status")) {
+      if ((*status)["status"] == "paused") state = fb::vm::VmState::Paused;
+    }
+    if (auto r = refresh_ram_layout(); !r) log->warn("RAM layout: {}", r.error().message);
+    m_running->Set(1);
+    m_ready->Set(ready ? 1 : 0);
+    if (boot_to_ready_s >= 0) m_boot_to_ready->Set(boot_to_ready_s);
+    log->info("re-attached to QEMU pid {} (booted {:.1f} s ago, {}), serial log from byte {}",
+              qemu_pid, age_s, ready ? "ready" : "not ready yet", serial_offset);
+    publish_state("re-attached to running qemu (pid " + std::to_string(qemu_pid) + ")");
+    save_state(true);
+    return true;
+  }
+
   // ---- QEMU lifecycle ----
   void kill_stale_qemu() {
     auto pid = shared::read_pid_file(paths.qemu_pid_file());
@@ -351,6 +468,8 @@ struct Supervisor::Impl {
     ::unlink(qpaths.trace_shm.c_str());  // likewise for the trace plugin's rings
     ::rename(qpaths.serial_log.c_str(), (paths.vm_dir() + "/serial.prev.log").c_str());
     close_serial();
+    serial_offset = 0;
+    attached = false;
     const auto argv = build_qemu_argv(config, accel.accel, qpaths);
     auto pid = shared::spawn(argv, {.new_session = true, .output_path = paths.qemu_log()});
     if (!pid) {
@@ -366,6 +485,7 @@ struct Supervisor::Impl {
     m_boots->Increment();
     m_running->Set(1);
     boot_started = Clock::now();
+    boot_started_unix_ns = unix_ns();
     ready = false;
     m_ready->Set(0);
     boot_to_ready_s = -1;
@@ -387,8 +507,11 @@ struct Supervisor::Impl {
     return {};
   }
 
-  void on_qemu_exit(int status) {
-    const std::string how = shared::describe_wait_status(status);
+  // `status`: the wait status, or nullopt for a QEMU we re-attached to (not our child).
+  void on_qemu_exit(std::optional<int> status) {
+    const std::string how = status ? shared::describe_wait_status(*status)
+                                   : std::string("exited (re-attached: no wait status)");
+    attached = false;
     drain_serial();
     close_serial();
     qmp.reset();
@@ -423,10 +546,16 @@ struct Supervisor::Impl {
     expect_exit = true;
     exit_reason = "supervisor stopping";
     if (qmp) (void)qmp->execute("quit", milliseconds(2000));
-    if (!shared::reap_for(qemu_pid, milliseconds(3000))) {
+    if (attached) {
+      for (int i = 0; i < 150 && shared::process_alive(qemu_pid); ++i) {
+        std::this_thread::sleep_for(milliseconds(20));
+      }
+      if (shared::process_alive(qemu_pid)) shared::terminate_group(qemu_pid, milliseconds(2000));
+    } else if (!shared::reap_for(qemu_pid, milliseconds(3000))) {
       shared::terminate_group(qemu_pid, milliseconds(2000));
       (void)shared::reap_for(qemu_pid, milliseconds(1000));
     }
+    attached = false;
     qmp.reset();
     qemu_pid = 0;
     m_running->Set(0);
@@ -452,6 +581,7 @@ struct Supervisor::Impl {
     for (int rounds = 0; rounds < 64; ++rounds) {  // bounded: at most 4 MiB per tick
       ssize_t n = ::read(serial_fd, buf, sizeof buf);
       if (n <= 0) break;
+      serial_offset += static_cast<uint64_t>(n);
       for (ssize_t i = 0; i < n; ++i) {
         const char ch = buf[i];
         if (ch == '\n') {
@@ -476,6 +606,7 @@ struct Supervisor::Impl {
       m_ready->Set(1);
       boot_to_ready_s = std::chrono::duration<double>(Clock::now() - boot_started).count();
       m_boot_to_ready->Set(boot_to_ready_s);
+      save_state(true);
       if (state == fb::vm::VmState::Booting) state = fb::vm::VmState::Running;
       char buf[64];
       std::snprintf(buf, sizeof buf, "%.3f", boot_to_ready_s);
@@ -729,21 +860,26 @@ Result<void> Supervisor::run(const std::atomic<bool>& stop) {
   s.log->info("command endpoint {}, metrics {}", s.paths.service_endpoint("vm-supervisor"),
               s.metrics->url());
 
-  const std::string probe_kernel =
-      !s.config.vm.kernel.empty() ? s.config.vm.kernel : shared::reference_guest_dir() + "/vmlinuz";
-  if (s.config.trace.mode != "off") {
-    // The trace plugin is a TCG plugin: no probe, no KVM.
-    s.accel = {shared::Accel::kTcg,
-               "tracing ([trace] mode = " + s.config.trace.mode + ") needs TCG; using TCG"};
-  } else {
-    s.accel =
-        choose_accel(s.config.vm, ::access(probe_kernel.c_str(), R_OK) == 0 ? probe_kernel : "",
-                     s.paths.vm_dir());
+  // QEMU first: everything else (VNC, iceoryx) attaches to a booting VM. A QEMU left by a
+  // previous supervisor (SIGKILLed, restarted by `up` or systemd) is taken over, not rebooted
+  // (and not probed for KVM again).
+  if (!s.try_attach()) {
+    const std::string probe_kernel = !s.config.vm.kernel.empty()
+                                         ? s.config.vm.kernel
+                                         : shared::reference_guest_dir() + "/vmlinuz";
+    if (s.config.trace.mode != "off") {
+      // The trace plugin is a TCG plugin: no probe, no KVM.
+      s.accel = {shared::Accel::kTcg,
+                 "tracing ([trace] mode = " + s.config.trace.mode + ") needs TCG; using TCG"};
+    } else {
+      s.accel =
+          choose_accel(s.config.vm, ::access(probe_kernel.c_str(), R_OK) == 0 ? probe_kernel : "",
+                       s.paths.vm_dir());
+    }
+    s.log->info("accelerator: {}", s.accel.reason);
+    GB_TRY(s.boot());
+    s.save_state(true);
   }
-  s.log->info("accelerator: {}", s.accel.reason);
-
-  // QEMU first: everything else (VNC, iceoryx) attaches to a booting VM.
-  GB_TRY(s.boot());
 
   VncScreen::Options vo;
   vo.max_fps = static_cast<int>(s.config.screen.max_fps);
@@ -765,8 +901,13 @@ Result<void> Supervisor::run(const std::atomic<bool>& stop) {
     s.pump_qmp();
     s.drain_serial();
     if (s.qemu_pid > 0) {
-      if (auto status = shared::try_reap(s.qemu_pid)) s.on_qemu_exit(*status);
+      if (s.attached) {
+        if (!shared::process_alive(s.qemu_pid)) s.on_qemu_exit(std::nullopt);
+      } else if (auto status = shared::try_reap(s.qemu_pid)) {
+        s.on_qemu_exit(*status);
+      }
     }
+    s.save_state();
     if (s.restart_pending && Clock::now() >= s.restart_at) {
       if (auto r = s.boot(); !r) {
         s.log->error("reboot failed: {}", r.error().message);

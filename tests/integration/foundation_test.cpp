@@ -214,9 +214,11 @@ TEST_F(FoundationTest, QemuKilledWithSigkillIsRebooted) {
   EXPECT_EQ(after["services"][0]["restarts"], 0);
 }
 
-TEST_F(FoundationTest, SupervisorKilledIsRestartedByUp) {
+TEST_F(FoundationTest, SupervisorKilledIsRestartedByUpAndReattachesToQemu) {
   auto before = instance_->status();
   const int supervisor = before["services"][0]["pid"].get<int>();
+  const int qemu = before["vm"]["qemu_pid"].get<int>();
+  ASSERT_GT(qemu, 0);
   ASSERT_EQ(::kill(supervisor, SIGKILL), 0);
   ASSERT_TRUE(wait_until(
       [&] {
@@ -228,6 +230,26 @@ TEST_F(FoundationTest, SupervisorKilledIsRestartedByUp) {
       << instance_->status().dump(2);
   auto after = instance_->status();
   EXPECT_NE(after["services"][0]["pid"], supervisor);
+  // The VM outlived its supervisor: the new one took the same QEMU over (QMP, VNC, serial).
+  EXPECT_EQ(after["vm"]["qemu_pid"], qemu) << after.dump(1);
+  EXPECT_EQ(after["vm"]["boots"], before["vm"]["boots"]);
+  EXPECT_EQ(after["vm"]["state"], "running");
+  // Input and the screen work through the re-attached sockets.
+  const std::string token = random_token();
+  ASSERT_EQ(instance_->cli({"vm", "type", "echo " + token}).exit_code, 0);
+  ASSERT_EQ(instance_->cli({"vm", "key", "ret"}).exit_code, 0);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return read_file(instance_->serial_log()).find("GLASSBOX-TTY1: echo " + token) !=
+               std::string::npos;
+      },
+      30s));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        auto s = instance_->status();
+        return s.is_object() && s["vm"]["screen"]["connected"] == true;
+      },
+      30s));
 }
 
 TEST_F(FoundationTest, PowerdownStopsAndStartBootsAgain) {
