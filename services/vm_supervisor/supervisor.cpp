@@ -409,10 +409,9 @@ struct Supervisor::Impl {
     ready = j.value("ready", false);
     boot_to_ready_s = j.value("boot_to_ready_s", -1.0);
     boot_started_unix_ns = j.value("boot_started_unix_ns", uint64_t{0});
-    const double age_s =
-        boot_started_unix_ns > 0 && unix_ns() > boot_started_unix_ns
-            ? static_cast<double>(unix_ns() - boot_started_unix_ns) / 1e9
-            : 0.0;
+    const double age_s = boot_started_unix_ns > 0 && unix_ns() > boot_started_unix_ns
+                             ? static_cast<double>(unix_ns() - boot_started_unix_ns) / 1e9
+                             : 0.0;
     boot_started = Clock::now() - std::chrono::duration_cast<Clock::duration>(
                                       std::chrono::duration<double>(age_s));
     const std::string acc = j.value("accel", "tcg");

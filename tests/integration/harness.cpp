@@ -142,12 +142,18 @@ nlohmann::json Instance::status() {
 }
 
 bool Instance::wait_ready(std::chrono::seconds timeout) {
-  return wait_until(
+  bool up_gone = false;
+  const bool ready = wait_until(
       [&] {
+        if (up_pid_ > 0 && !shared::process_alive(up_pid_)) {
+          up_gone = true;  // `glassbox up` exited (a config error, say): stop waiting
+          return true;
+        }
         auto s = status();
         return s.is_object() && s["vm"].value("ready", false);
       },
       timeout);
+  return ready && !up_gone;
 }
 
 CommandResult Instance::cli(std::vector<std::string> args, std::chrono::seconds timeout) {
