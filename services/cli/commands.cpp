@@ -36,6 +36,23 @@ std::string lower(std::string s) {
 int cmd_status(const Invocation& inv) {
   shared::StatePaths paths(inv.state_dir);
   auto orch = orchestrator_status(paths);
+  bool without_up = false;
+  if (!orch && orch.error().code == Errc::kUnavailable) {
+    // No `glassbox up` (services run by docker-compose or systemd, or alone): ask every
+    // service's own endpoint; the ones that answer are the instance.
+    OrchestratorStatus direct;
+    for (const char* name : {"vm-supervisor", "ram-snapshotter", "semantic-db", "trace-consumer",
+                             "pattern-miner", "smt-synthesizer", "compositor"}) {
+      if (auto q = query_service_status(paths, name, milliseconds(1000))) {
+        q->service.state = fb::health::ServiceState::Up;
+        direct.services.push_back(q->service);
+      }
+    }
+    if (!direct.services.empty()) {
+      orch = std::move(direct);
+      without_up = true;
+    }
+  }
   if (!orch) return report_error(orch.error());
   nlohmann::json out;
   out["vm"] = {{"state", "stopped"},
@@ -62,7 +79,8 @@ int cmd_status(const Invocation& inv) {
     services.push_back(svc);
   }
   out["services"] = services;
-  out["up"] = {{"metrics_url", orch->metrics_url}};
+  out["up"] = without_up ? nlohmann::json{{"running", false}}
+                         : nlohmann::json{{"running", true}, {"metrics_url", orch->metrics_url}};
   if (out["vm"]["boot_to_ready_s"].is_number() && out["vm"]["boot_to_ready_s"].get<double>() < 0) {
     out["vm"]["boot_to_ready_s"] = nullptr;
   }

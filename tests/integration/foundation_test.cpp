@@ -405,5 +405,43 @@ TEST(FoundationErrorsTest, CommandsWithoutInstanceSayNothingRuns) {
   EXPECT_NE(r.output.find("not running"), std::string::npos) << r.output;
 }
 
+// docker-compose and systemd run each service alone with `glassbox bus` for the event proxy;
+// `glassbox status` then asks the services themselves.
+TEST(FoundationErrorsTest, ServicesWithoutUpAnswerStatusThroughTheirOwnEndpoints) {
+  Instance inst("", "", "[compositor]\nwindow = \"off\"\n");
+  const std::string log = inst.state_dir() + "/alone.log";
+  auto bus = shared::spawn({bin_dir() + "/glassbox", "bus", "--state-dir", inst.state_dir()},
+                           {.new_session = true, .output_path = log});
+  ASSERT_TRUE(bus);
+  auto comp = shared::spawn({bin_dir() + "/glassbox-compositor", "--state-dir", inst.state_dir(),
+                             "--config", inst.config_path()},
+                            {.new_session = true, .output_path = log});
+  ASSERT_TRUE(comp);
+  nlohmann::json s;
+  const bool answered = wait_until(
+      [&] {
+        auto r = inst.cli({"status", "--json"});
+        if (r.exit_code != 0) return false;
+        const auto first = r.output.find('{');
+        s = nlohmann::json::parse(r.output.substr(first == std::string::npos ? 0 : first), nullptr,
+                                  false);
+        return s.is_object() && s["services"].size() == 1;
+      },
+      30s);
+  // A second bus for the same state dir is refused.
+  auto second = run_glassbox({"bus", "--state-dir", inst.state_dir()}, 10s);
+  shared::terminate_group(*comp, 5000ms);
+  shared::terminate_group(*bus, 5000ms);
+  (void)shared::reap_for(*comp, 2000ms);
+  (void)shared::reap_for(*bus, 2000ms);
+  ASSERT_TRUE(answered) << s.dump(1) << read_file(log);
+  EXPECT_EQ(s["services"][0]["name"], "compositor");
+  EXPECT_EQ(s["services"][0]["state"], "up");
+  EXPECT_EQ(s["up"]["running"], false);
+  EXPECT_TRUE(s["compositor"].is_object());
+  EXPECT_NE(second.exit_code, 0);
+  EXPECT_NE(second.output.find("another event bus"), std::string::npos) << second.output;
+}
+
 }  // namespace
 }  // namespace glassbox::itest
