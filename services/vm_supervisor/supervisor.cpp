@@ -805,7 +805,22 @@ struct Supervisor::Impl {
         const auto* b = req.command_as_input_InputBatch();
         auto events = input_batch_to_qmp(*b, [this](int& w, int& h) { return screen_size(w, h); });
         if (!events) return tl::unexpected(events.error());
-        return send_input(*events);
+        // A window's typing arrives as many key events in one batch; QEMU's 16-byte PS/2 queue
+        // would drop most of them. Send at most one press and one release at a time, paced as
+        // TypeText does; pointer events ride along.
+        nlohmann::json chunk = nlohmann::json::array();
+        int keys = 0;
+        for (const auto& e : *events) {
+          chunk.push_back(e);
+          if (e.value("type", "") == "key" && ++keys == 2) {
+            GB_TRY(send_input(chunk));
+            chunk = nlohmann::json::array();
+            keys = 0;
+            std::this_thread::sleep_for(kKeyInterval);
+          }
+        }
+        if (!chunk.empty()) GB_TRY(send_input(chunk));
+        return {};
       }
       case C::NONE:
         break;
