@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Soak run: the whole pipeline on the reference guest for --minutes (default 30), with every
-service's resident memory (VmRSS from /proc) sampled every --interval seconds. After a warm-up
-(--warmup minutes, excluded), a least-squares line through each service's samples must rise by
-less than --max-growth-mib over the whole run (default 16 MiB: flat within allocator noise).
+service's memory sampled every --interval seconds from /proc/PID/status: RssAnon (its private
+heap and stacks: where a leak shows) and RssShmem (shared memory it has touched: the guest's
+RAM file, iceoryx's pools; grows until every page was touched once, bounded by their sizes).
+After a warm-up (--warmup minutes, excluded), a least-squares line through each service's
+RssAnon samples must rise by less than --max-growth-mib over the whole run (default 16 MiB:
+flat within allocator noise).
 Bounded: `glassbox up --for` ends the run even if this script dies.
 
 Not part of the default suite (ctest -L soak, or run it directly):
@@ -21,15 +24,19 @@ SERVICES = ["vm-supervisor", "ram-snapshotter", "semantic-db", "trace-consumer",
             "pattern-miner", "smt-synthesizer", "compositor"]
 
 
-def rss_kib(pid):
+def mem_kib(pid):
+    """(RssAnon, RssShmem) in KiB, or None."""
+    anon = shmem = None
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+                if line.startswith("RssAnon:"):
+                    anon = int(line.split()[1])
+                elif line.startswith("RssShmem:"):
+                    shmem = int(line.split()[1])
     except OSError:
         return None
-    return None
+    return None if anon is None else (anon, shmem or 0)
 
 
 def slope_per_s(points):
@@ -86,23 +93,27 @@ def main():
                         print(f"soak: {name} restarted (pid {pids[name]} -> {pid})", file=sys.stderr)
                         verdict = 1
                     pids[name] = pid
-                    kib = rss_kib(pid)
+                    kib = mem_kib(pid)
                     if kib is not None:
-                        samples[name].append((t, kib))
-            print(f"soak: t={t:.0f}s " + " ".join(
-                f"{n}={samples[n][-1][1] // 1024}MiB" for n in SERVICES if samples[n]), flush=True)
+                        samples[name].append((t, kib[0], kib[1]))
+            print(f"soak: t={t:.0f}s anon/shmem MiB " + " ".join(
+                f"{n}={samples[n][-1][1] // 1024}/{samples[n][-1][2] // 1024}"
+                for n in SERVICES if samples[n]), flush=True)
     finally:
         subprocess.run([glassbox, "down", "--state-dir", state], capture_output=True, timeout=120)
         up.wait(timeout=120)
     report = {"minutes": a.minutes, "warmup_minutes": a.warmup, "services": {}}
     for name, pts in samples.items():
-        fit = [(t, kib) for t, kib in pts if t >= a.warmup * 60]
+        fit = [(t, anon) for t, anon, _ in pts if t >= a.warmup * 60]
         growth_mib = slope_per_s(fit) * (total_s - a.warmup * 60) / 1024
         ok = len(fit) >= 2 and growth_mib < a.max_growth_mib
-        report["services"][name] = {"samples": pts, "growth_mib_over_run": growth_mib,
-                                    "first_mib": pts[0][1] / 1024 if pts else None,
-                                    "last_mib": pts[-1][1] / 1024 if pts else None, "flat": ok}
-        print(f"soak: {name:16} {growth_mib:+8.2f} MiB over the run "
+        report["services"][name] = {
+            "samples_t_anon_shmem_kib": pts, "anon_growth_mib_over_run": growth_mib,
+            "anon_first_mib": pts[0][1] / 1024 if pts else None,
+            "anon_last_mib": pts[-1][1] / 1024 if pts else None,
+            "shmem_last_mib": pts[-1][2] / 1024 if pts else None, "flat": ok}
+        print(f"soak: {name:16} heap {pts[0][1] / 1024 if pts else 0:7.1f} -> "
+              f"{pts[-1][1] / 1024 if pts else 0:7.1f} MiB, fit {growth_mib:+7.2f} MiB over the run "
               f"({'flat' if ok else 'GROWS or no samples'})")
         if not ok:
             verdict = 1
