@@ -235,7 +235,6 @@ struct Renderer::Impl {
   std::string hud_text;
   std::unique_ptr<TextRasterizer> font;
   Highlight highlight;
-  uint32_t ram3d_rendered_for = 0;  // frame counter when ram3d was last drawn
   uint64_t frames = 0;
 
   Impl(VkContext& c, RendererOptions o, RamMap m) : ctx(c), opt(std::move(o)), map(std::move(m)) {}
