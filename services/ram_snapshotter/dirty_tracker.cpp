@@ -256,6 +256,14 @@ Result<void> HashDirtyTracker::scan(const uint8_t* base, uint64_t size_bytes,
 
 void HashDirtyTracker::reset() { primed_ = false; }
 
+void HashDirtyTracker::note_published(uint64_t page_index, const uint8_t* bytes) {
+  if (!primed_ || page_index >= hashes_.size()) return;
+  uint64_t h = 0;
+  std::vector<uint64_t> unused;
+  hash_pages_for_this_cpu()(bytes, 0, 1, &h, false, unused);
+  hashes_[page_index] = h;
+}
+
 // ---- /proc parsing ----------------------------------------------------------------------
 
 namespace {

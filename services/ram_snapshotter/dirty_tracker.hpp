@@ -59,6 +59,16 @@ class DirtyTracker {
   // Forgets the history: the next scan reports every page. Call it when the RAM file was
   // remapped or the VM restarted.
   virtual void reset() = 0;
+
+  // Tells the tracker that subscribers now hold `bytes` (4096 of them, the copy just written
+  // into a published chunk) as page `page_index`. Call it after every scan for each page
+  // published, with the copy, not the live page: the copy is taken after the scan, and a page
+  // can change between the two and change back afterwards (a lock word taken and released),
+  // so only the copy says what subscribers have. A hash tracker makes the copy's hash its
+  // baseline; trackers that see writes (soft-dirty) ignore it. Out-of-range indices (a size
+  // change since the last scan) are ignored.
+  // Thread-safety: one owner (see the class).
+  virtual void note_published(uint64_t page_index, const uint8_t* bytes) = 0;
 };
 
 // XXH3-64 of every 4 KiB page against the previous scan's hash.
@@ -76,6 +86,14 @@ class DirtyTracker {
 // during which it happens or the next one. Misses: only XXH3-64 collisions (2^-64 per changed page
 // per scan), which the caller's periodic keyframes repair. Reading memory that another process
 // writes is benign here: the bytes are only hashed, never trusted.
+//
+// The baseline must be what subscribers hold, not what the scan saw: the caller copies a dirty
+// page after the scan, and a page can be X at the scan, Y at the copy and X again afterwards
+// (a spinlock or flag word: taken during the copy, released after). With the scan's hash as
+// baseline the next scans see X == baseline and never send X again, so every mirror keeps Y
+// until the next keyframe (seen here: kernel .data pages stale for a minute, `ps` listing
+// exited tasks). So the caller passes each copy to note_published(), which makes the copy's
+// hash the baseline; then X != hash(Y) and the page is sent again next cycle.
 //
 // Hash: XXH3_64bits (xxHash 0.8). On x86-64 CPUs with AVX2, the header's AVX2 kernel inlined
 // into dirty_tracker.cpp and chosen at run time (~40 GB/s per core in L2); else libxxhash's
@@ -96,6 +114,10 @@ class HashDirtyTracker final : public DirtyTracker {
   [[nodiscard]] Result<void> scan(const uint8_t* base, uint64_t size_bytes,
                                   std::vector<uint64_t>& dirty) override;
   void reset() override;
+  // Stores XXH3-64 of `bytes` as the page's baseline, so the next scan compares the live page
+  // with what subscribers hold (a page that changed after the scan and changed back before the
+  // next one is still sent again). Cost: one 4 KiB hash, in cache right after the copy.
+  void note_published(uint64_t page_index, const uint8_t* bytes) override;
 
   // Hashing threads per scan, including the caller's (>= 1).
   unsigned threads() const noexcept { return threads_; }
@@ -259,6 +281,8 @@ class SoftDirtyTracker final : public DirtyTracker {
   [[nodiscard]] Result<void> scan(const uint8_t* base, uint64_t size_bytes,
                                   std::vector<uint64_t>& dirty) override;
   void reset() override;
+  // Nothing to do: a write after the scan's clear_refs sets the bit again, whatever it wrote.
+  void note_published(uint64_t, const uint8_t*) override {}
 
   pid_t writer_pid() const noexcept { return writer_pid_; }
 

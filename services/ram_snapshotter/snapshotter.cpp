@@ -355,7 +355,11 @@ struct Snapshotter::Impl {
       const uint8_t* base = map.base;
       auto r = publisher->publish(header, count * kPageBytes, [&](uint8_t* dst) {
         for (uint64_t i = 0; i < count; ++i) {
-          std::memcpy(dst + i * kPageBytes, base + pages[begin + i] * kPageBytes, kPageBytes);
+          uint8_t* page = dst + i * kPageBytes;
+          std::memcpy(page, base + pages[begin + i] * kPageBytes, kPageBytes);
+          // The baseline is what subscribers get (see HashDirtyTracker: a page can change
+          // between the scan and this copy and change back afterwards).
+          tracker->note_published(pages[begin + i], page);
         }
       });
       if (!r) {
@@ -440,8 +444,9 @@ struct Snapshotter::Impl {
           pause_start = Clock::now();
         }
       }
-      // Scan first so the tracker's history matches what the keyframe carries; a page that
-      // changes between scan and copy differs from its hash next cycle and is sent again.
+      // Scan first (soft-dirty clears its bits here; the hash tracker sizes its history), then
+      // the copy: publish_cycle makes each copied page the tracker's baseline, so a page that
+      // changes after the copy, even back to what the scan saw, is sent again next cycle.
       (void)tracker->scan(map.base, map.size_bytes, dirty);
       std::vector<uint64_t> all(map.size_bytes / kPageBytes);
       for (uint64_t i = 0; i < all.size(); ++i) all[i] = i;

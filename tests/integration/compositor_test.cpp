@@ -222,8 +222,7 @@ TEST_F(CompositorTest, HighlightOutlinesAProcess) {
                    std::string::npos &&
                s["compositor"]["highlight"].get<std::string>().find("pid") != std::string::npos;
       },
-      // semantic-db's regions come from its RamMirror, which can lag after boot on a loaded
-      // host until the next keyframe (the stale-mirror bug; keyframes every 60 s).
+      // semantic-db's regions come from its RamMirror and a walk; generous on a loaded host.
       90s))
       << s.dump(1);
   // The outline colour (0, 255, 255) appears on the RAM pane.

@@ -157,16 +157,13 @@ class IntrospectTest : public ::testing::Test {
     ASSERT_GT(guest_ps.size(), 40u);
     // The live walk reads RAM the running guest is changing (the snapshot is not taken with
     // the vCPUs stopped): a list being relinked at that instant can hide a task from one
-    // walk. Take the first of up to 75 walks that holds every long-lived task the guest
-    // listed; expect_same_tasks() then judges that one.
+    // walk. Take the first of up to 15 walks (one a second) that holds every long-lived task
+    // the guest listed and no task that had exited; expect_same_tasks() then judges that one.
+    // 15 s is well inside one keyframe period (60 s): a mirror holding stale pages until a
+    // keyframe (the snapshotter's old hash-baseline race, see integration.ram) fails here.
     CommandResult ours;
     std::map<int, Task> ours_ps;
-    // Known bug (seen under CPU load, reproduced, not yet fixed): right after boot the
-    // service's RAM mirror can keep a few stale pages until the next periodic keyframe
-    // ([snapshot] keyframe_every, 60 s), with the snapshotter reporting no publish failure or
-    // gap and a fresh mirror correct; e.g. a task that exited still linked in the task list.
-    // Poll past one keyframe period, so this checks that the view converges.
-    for (int attempt = 0; attempt < 75; ++attempt) {
+    for (int attempt = 0; attempt < 15; ++attempt) {
       ours = instance_->cli({"ps", "--json"}, 120s);
       ASSERT_EQ(ours.exit_code, 0) << ours.output;
       ours_ps = parse_glassbox_ps(ours.output);
@@ -299,7 +296,7 @@ TEST_F(IntrospectTest, MapsAndRegionsMatchTheGuestsProcPidMaps) {
   uint64_t devmem_start = 0, devmem_end = 0;
   for (const auto& [p, lines] : theirs) {
     CommandResult r;
-    // The guest printed these processes; a stale mirror (see above) may not show them yet.
+    // The guest printed these processes; the next walk (within a second) shows them.
     wait_until(
         [&] {
           r = instance_->cli({"maps", std::to_string(p), "--json"}, 120s);

@@ -75,6 +75,34 @@ TEST(HashDirtyTrackerTest, ReportsExactlyTheChangedPagesSorted) {
   EXPECT_TRUE(scan_ok(t, buf).empty());
 }
 
+// The ABA race the snapshotter hit: a lock word is free (X) at the scan, taken (Y) when the
+// dirty page is copied for publishing, free (X) again afterwards. With the scan's hash as the
+// baseline the page would never be sent again and every mirror would keep Y.
+TEST(HashDirtyTrackerTest, APageThatChangesBackAfterTheCopyIsSentAgain) {
+  auto buf = random_buffer(8 * kPage, 14);
+  HashDirtyTracker t;
+  scan_ok(t, buf);
+  buf[3 * kPage + 64] = 0;  // X: the lock is free
+  EXPECT_EQ(scan_ok(t, buf), (std::vector<uint64_t>{3}));
+  buf[3 * kPage + 64] = 1;  // Y: taken while the page is copied
+  std::vector<uint8_t> copy(buf.begin() + 3 * kPage, buf.begin() + 4 * kPage);
+  t.note_published(3, copy.data());
+  buf[3 * kPage + 64] = 0;  // X again: what the scan saw, not what subscribers hold
+  EXPECT_EQ(scan_ok(t, buf), (std::vector<uint64_t>{3}));
+  t.note_published(3, buf.data() + 3 * kPage);
+  EXPECT_TRUE(scan_ok(t, buf).empty());
+}
+
+TEST(HashDirtyTrackerTest, NotePublishedIgnoresPagesOutsideTheHistory) {
+  const auto buf = random_buffer(4 * kPage, 15);
+  HashDirtyTracker t;
+  t.note_published(0, buf.data());  // before any scan: nothing to update
+  scan_ok(t, buf);
+  t.note_published(4, buf.data());  // past the end
+  t.note_published(~uint64_t{0}, buf.data());
+  EXPECT_TRUE(scan_ok(t, buf).empty());
+}
+
 TEST(HashDirtyTrackerTest, AppendsWithoutClearingTheCallersVector) {
   auto buf = random_buffer(8 * kPage, 4);
   HashDirtyTracker t;
