@@ -128,13 +128,14 @@ int print(const Invocation& inv, const Answer& a) {
                        {"end", hex(v.end)},
                        {"perms", v.perms},
                        {"offset", v.offset_bytes},
+                       {"dev", fmt::format("{:02x}:{:02x}", v.dev_major, v.dev_minor)},
                        {"inode", v.inode},
                        {"path", v.path}});
       }
       std::cout << nlohmann::json{{"pid", inv.pid}, {"vmas", arr}}.dump(2) << "\n";
     } else {
       for (const auto& v : a.vmas.vmas) {
-        std::cout << sdb::format_maps_line(v) << "\n";  // /proc/PID/maps without the device
+        std::cout << sdb::format_maps_line(v) << "\n";  // as /proc/PID/maps
       }
     }
     return 0;
@@ -371,6 +372,8 @@ Result<std::optional<Answer>> ask_semantic_db(const Invocation& inv,
       vma.perms = str(m->perms());
       vma.offset_bytes = m->offset_bytes();
       vma.inode = m->inode();
+      vma.dev_major = m->dev_major();
+      vma.dev_minor = m->dev_minor();
       vma.path = str(m->path());
       a.vmas.vmas.push_back(std::move(vma));
     }

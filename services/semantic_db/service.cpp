@@ -633,7 +633,8 @@ struct Service::Impl {
     std::vector<flatbuffers::Offset<fb::semantic::Vma>> v;
     for (const auto& m : maps->vmas) {
       v.push_back(fb::semantic::CreateVma(fbb, m.start, m.end, fbb.CreateString(m.perms),
-                                          m.offset_bytes, m.inode, fbb.CreateString(m.path)));
+                                          m.offset_bytes, m.inode, fbb.CreateString(m.path),
+                                          m.dev_major, m.dev_minor));
     }
     auto vec = fbb.CreateVector(v);
     auto warn = strings(fbb, maps->warnings);

@@ -71,10 +71,10 @@ std::vector<std::string> guest_run(Instance& inst, const std::string& command,
 }
 
 std::string fmt_line(uint64_t start, uint64_t end, const std::string& perms, uint64_t offset,
-                     uint64_t inode, const std::string& path) {
+                     const std::string& dev, uint64_t inode, const std::string& path) {
   std::ostringstream o;
-  o << std::hex << start << "-" << end << " " << perms << " " << offset << std::dec << " " << inode
-    << " " << path;
+  o << std::hex << start << "-" << end << " " << perms << " " << offset << " " << dev << std::dec
+    << " " << inode << " " << path;
   return o.str();
 }
 
@@ -260,7 +260,7 @@ TEST_F(IntrospectTest, KernelInfoMatchesTheGuestsUnameAndCmdline) {
   EXPECT_EQ(st["semantic"]["kernel"]["release"], "6.1.0-56-amd64") << st.dump();
 }
 
-// Every /proc/PID/maps line of four workloads, column by column (no device column), among
+// Every /proc/PID/maps line of four workloads, column by column (the device too), among
 // them gb-manymaps (~600 VMAs: a multi-level maple tree, a memfd, a file on another mount,
 // shared /dev/zero), and the
 // guest-physical page behind gb-physwrite's /dev/mem mapping: it maps the tick-counter page
@@ -271,7 +271,7 @@ TEST_F(IntrospectTest, MapsAndRegionsMatchTheGuestsProcPidMaps) {
       "for p in $(pidof gb-physwrite) $(pidof gb-sleeper) $(pidof gb-manymaps); do echo PID $p; "
       "cat /proc/$p/maps; done",
       "MAPS");
-  std::map<int, std::vector<std::string>> theirs;  // pid -> "start end perms offset inode path"
+  std::map<int, std::vector<std::string>> theirs;  // pid -> "start end perms offset dev inode path"
   int pid = -1;
   for (const auto& l : guest) {
     std::istringstream in(l);
@@ -286,7 +286,7 @@ TEST_F(IntrospectTest, MapsAndRegionsMatchTheGuestsProcPidMaps) {
     const auto dash = range.find('-');
     theirs[pid].push_back(fmt_line(hex_value(range.substr(0, dash)),
                                    hex_value(range.substr(dash + 1)), perms, hex_value(offset),
-                                   std::stoull(inode), path));
+                                   dev, std::stoull(inode), path));
   }
   ASSERT_GE(theirs.size(), 4u) << "gb-physwrite, two gb-sleepers and gb-manymaps";
   size_t most = 0;
@@ -309,7 +309,8 @@ TEST_F(IntrospectTest, MapsAndRegionsMatchTheGuestsProcPidMaps) {
     std::vector<std::string> ours;
     for (const auto& v : j["vmas"]) {
       ours.push_back(fmt_line(hex_value(v["start"]), hex_value(v["end"]), v["perms"],
-                              v["offset"].get<uint64_t>(), v["inode"].get<uint64_t>(), v["path"]));
+                              v["offset"].get<uint64_t>(), v["dev"].get<std::string>(),
+                              v["inode"].get<uint64_t>(), v["path"]));
       if (v["path"] == "/dev/mem") {
         physwrite = p;
         devmem_start = hex_value(v["start"]);
