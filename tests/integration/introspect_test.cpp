@@ -285,8 +285,8 @@ TEST_F(IntrospectTest, MapsAndRegionsMatchTheGuestsProcPidMaps) {
     path.erase(0, path.find_first_not_of(' '));
     const auto dash = range.find('-');
     theirs[pid].push_back(fmt_line(hex_value(range.substr(0, dash)),
-                                   hex_value(range.substr(dash + 1)), perms, hex_value(offset),
-                                   dev, std::stoull(inode), path));
+                                   hex_value(range.substr(dash + 1)), perms, hex_value(offset), dev,
+                                   std::stoull(inode), path));
   }
   ASSERT_GE(theirs.size(), 4u) << "gb-physwrite, two gb-sleepers and gb-manymaps";
   size_t most = 0;
