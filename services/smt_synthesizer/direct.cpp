@@ -49,156 +49,9 @@ struct Unsupported {
 
 uint64_t size_mask(unsigned bits) { return bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1; }
 
-// Condition codes of jcc/setcc/cmovcc (Intel SDM Vol. 1 Appendix B, "EFLAGS Condition Codes").
-enum class Cond : uint8_t {
-  kO,
-  kNo,
-  kB,
-  kAe,
-  kE,
-  kNe,
-  kBe,
-  kA,
-  kS,
-  kNs,
-  kP,
-  kNp,
-  kL,
-  kGe,
-  kLe,
-  kG
-};
-
-std::optional<Cond> condition_of(unsigned id) {
-  switch (id) {
-    case X86_INS_JO:
-    case X86_INS_SETO:
-    case X86_INS_CMOVO:
-      return Cond::kO;
-    case X86_INS_JNO:
-    case X86_INS_SETNO:
-    case X86_INS_CMOVNO:
-      return Cond::kNo;
-    case X86_INS_JB:
-    case X86_INS_SETB:
-    case X86_INS_CMOVB:
-      return Cond::kB;
-    case X86_INS_JAE:
-    case X86_INS_SETAE:
-    case X86_INS_CMOVAE:
-      return Cond::kAe;
-    case X86_INS_JE:
-    case X86_INS_SETE:
-    case X86_INS_CMOVE:
-      return Cond::kE;
-    case X86_INS_JNE:
-    case X86_INS_SETNE:
-    case X86_INS_CMOVNE:
-      return Cond::kNe;
-    case X86_INS_JBE:
-    case X86_INS_SETBE:
-    case X86_INS_CMOVBE:
-      return Cond::kBe;
-    case X86_INS_JA:
-    case X86_INS_SETA:
-    case X86_INS_CMOVA:
-      return Cond::kA;
-    case X86_INS_JS:
-    case X86_INS_SETS:
-    case X86_INS_CMOVS:
-      return Cond::kS;
-    case X86_INS_JNS:
-    case X86_INS_SETNS:
-    case X86_INS_CMOVNS:
-      return Cond::kNs;
-    case X86_INS_JP:
-    case X86_INS_SETP:
-    case X86_INS_CMOVP:
-      return Cond::kP;
-    case X86_INS_JNP:
-    case X86_INS_SETNP:
-    case X86_INS_CMOVNP:
-      return Cond::kNp;
-    case X86_INS_JL:
-    case X86_INS_SETL:
-    case X86_INS_CMOVL:
-      return Cond::kL;
-    case X86_INS_JGE:
-    case X86_INS_SETGE:
-    case X86_INS_CMOVGE:
-      return Cond::kGe;
-    case X86_INS_JLE:
-    case X86_INS_SETLE:
-    case X86_INS_CMOVLE:
-      return Cond::kLe;
-    case X86_INS_JG:
-    case X86_INS_SETG:
-    case X86_INS_CMOVG:
-      return Cond::kG;
-    default:
-      return std::nullopt;
-  }
-}
-
-enum class Family : uint8_t { kNone, kJcc, kSetcc, kCmovcc };
-
-Family family_of(unsigned id) {
-  switch (id) {
-    case X86_INS_JO:
-    case X86_INS_JNO:
-    case X86_INS_JB:
-    case X86_INS_JAE:
-    case X86_INS_JE:
-    case X86_INS_JNE:
-    case X86_INS_JBE:
-    case X86_INS_JA:
-    case X86_INS_JS:
-    case X86_INS_JNS:
-    case X86_INS_JP:
-    case X86_INS_JNP:
-    case X86_INS_JL:
-    case X86_INS_JGE:
-    case X86_INS_JLE:
-    case X86_INS_JG:
-      return Family::kJcc;
-    case X86_INS_SETO:
-    case X86_INS_SETNO:
-    case X86_INS_SETB:
-    case X86_INS_SETAE:
-    case X86_INS_SETE:
-    case X86_INS_SETNE:
-    case X86_INS_SETBE:
-    case X86_INS_SETA:
-    case X86_INS_SETS:
-    case X86_INS_SETNS:
-    case X86_INS_SETP:
-    case X86_INS_SETNP:
-    case X86_INS_SETL:
-    case X86_INS_SETGE:
-    case X86_INS_SETLE:
-    case X86_INS_SETG:
-      return Family::kSetcc;
-    case X86_INS_CMOVO:
-    case X86_INS_CMOVNO:
-    case X86_INS_CMOVB:
-    case X86_INS_CMOVAE:
-    case X86_INS_CMOVE:
-    case X86_INS_CMOVNE:
-    case X86_INS_CMOVBE:
-    case X86_INS_CMOVA:
-    case X86_INS_CMOVS:
-    case X86_INS_CMOVNS:
-    case X86_INS_CMOVP:
-    case X86_INS_CMOVNP:
-    case X86_INS_CMOVL:
-    case X86_INS_CMOVGE:
-    case X86_INS_CMOVLE:
-    case X86_INS_CMOVG:
-      return Family::kCmovcc;
-    default:
-      return Family::kNone;
-  }
-}
+// Condition codes of jcc/setcc/cmovcc: x86_decode.hpp's table (in tttn order: an odd code
+// negates the even one before it, which condition() relies on).
+using Cond = X86Cond;
 
 // New flag values of one instruction (nullopt: unchanged), in r16..r20 order.
 struct Flags {
@@ -504,15 +357,18 @@ class Translator {
       unsupported(in, "control transfer before the end of the block");
     }
     const unsigned id = in.id;
-    switch (family_of(id)) {
-      case Family::kJcc:
-        return jcc(*condition_of(id));
-      case Family::kSetcc:
-        return setcc(*condition_of(id));
-      case Family::kCmovcc:
-        return cmovcc(*condition_of(id));
-      case Family::kNone:
-        break;
+    if (const auto cc = conditional_of(id)) {
+      switch (cc->family) {
+        case X86CondFamily::kJcc:
+          if (cc->cond == Cond::kRcxz || cc->cond == Cond::kEcxz) {
+            return jrcxz(cc->cond == Cond::kRcxz ? 64 : 32);
+          }
+          return jcc(cc->cond);  // jcxz (not encodable in 64-bit code): condition() refuses
+        case X86CondFamily::kSetcc:
+          return setcc(cc->cond);
+        case X86CondFamily::kCmovcc:
+          return cmovcc(cc->cond);
+      }
     }
     switch (id) {
       case X86_INS_NOP:
@@ -570,9 +426,6 @@ class Translator {
         return ret();
       case X86_INS_JMP:
         return jmp();
-      case X86_INS_JRCXZ:
-      case X86_INS_JECXZ:
-        return jrcxz(id == X86_INS_JRCXZ ? 64 : 32);
       case X86_INS_CBW:
       case X86_INS_CWDE:
       case X86_INS_CDQE:

@@ -35,154 +35,8 @@ std::atomic<uint64_t> g_undef_counter{0};
 
 uint64_t mask_of(unsigned w) { return w >= 64 ? ~uint64_t{0} : (uint64_t{1} << w) - 1; }
 
-// The x86 condition codes of jcc/setcc/cmovcc (SDM Vol. 1 Appendix B, "EFLAGS Condition
-// Codes"), plus rcx/ecx/cx == 0 for jrcxz/jecxz/jcxz.
-enum class Cond {
-  kO,
-  kNo,
-  kB,
-  kAe,
-  kE,
-  kNe,
-  kBe,
-  kA,
-  kS,
-  kNs,
-  kP,
-  kNp,
-  kL,
-  kGe,
-  kLe,
-  kG,
-  kRcxz,
-  kEcxz,
-  kCxz
-};
-
-std::optional<Cond> cond_of(unsigned id) {
-  switch (id) {
-    case X86_INS_JO:
-    case X86_INS_SETO:
-    case X86_INS_CMOVO:
-      return Cond::kO;
-    case X86_INS_JNO:
-    case X86_INS_SETNO:
-    case X86_INS_CMOVNO:
-      return Cond::kNo;
-    case X86_INS_JB:
-    case X86_INS_SETB:
-    case X86_INS_CMOVB:
-      return Cond::kB;
-    case X86_INS_JAE:
-    case X86_INS_SETAE:
-    case X86_INS_CMOVAE:
-      return Cond::kAe;
-    case X86_INS_JE:
-    case X86_INS_SETE:
-    case X86_INS_CMOVE:
-      return Cond::kE;
-    case X86_INS_JNE:
-    case X86_INS_SETNE:
-    case X86_INS_CMOVNE:
-      return Cond::kNe;
-    case X86_INS_JBE:
-    case X86_INS_SETBE:
-    case X86_INS_CMOVBE:
-      return Cond::kBe;
-    case X86_INS_JA:
-    case X86_INS_SETA:
-    case X86_INS_CMOVA:
-      return Cond::kA;
-    case X86_INS_JS:
-    case X86_INS_SETS:
-    case X86_INS_CMOVS:
-      return Cond::kS;
-    case X86_INS_JNS:
-    case X86_INS_SETNS:
-    case X86_INS_CMOVNS:
-      return Cond::kNs;
-    case X86_INS_JP:
-    case X86_INS_SETP:
-    case X86_INS_CMOVP:
-      return Cond::kP;
-    case X86_INS_JNP:
-    case X86_INS_SETNP:
-    case X86_INS_CMOVNP:
-      return Cond::kNp;
-    case X86_INS_JL:
-    case X86_INS_SETL:
-    case X86_INS_CMOVL:
-      return Cond::kL;
-    case X86_INS_JGE:
-    case X86_INS_SETGE:
-    case X86_INS_CMOVGE:
-      return Cond::kGe;
-    case X86_INS_JLE:
-    case X86_INS_SETLE:
-    case X86_INS_CMOVLE:
-      return Cond::kLe;
-    case X86_INS_JG:
-    case X86_INS_SETG:
-    case X86_INS_CMOVG:
-      return Cond::kG;
-    case X86_INS_JRCXZ:
-      return Cond::kRcxz;
-    case X86_INS_JECXZ:
-      return Cond::kEcxz;
-    case X86_INS_JCXZ:
-      return Cond::kCxz;
-    default:
-      return std::nullopt;
-  }
-}
-
-bool is_setcc(unsigned id) {
-  switch (id) {
-    case X86_INS_SETO:
-    case X86_INS_SETNO:
-    case X86_INS_SETB:
-    case X86_INS_SETAE:
-    case X86_INS_SETE:
-    case X86_INS_SETNE:
-    case X86_INS_SETBE:
-    case X86_INS_SETA:
-    case X86_INS_SETS:
-    case X86_INS_SETNS:
-    case X86_INS_SETP:
-    case X86_INS_SETNP:
-    case X86_INS_SETL:
-    case X86_INS_SETGE:
-    case X86_INS_SETLE:
-    case X86_INS_SETG:
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool is_cmovcc(unsigned id) {
-  switch (id) {
-    case X86_INS_CMOVO:
-    case X86_INS_CMOVNO:
-    case X86_INS_CMOVB:
-    case X86_INS_CMOVAE:
-    case X86_INS_CMOVE:
-    case X86_INS_CMOVNE:
-    case X86_INS_CMOVBE:
-    case X86_INS_CMOVA:
-    case X86_INS_CMOVS:
-    case X86_INS_CMOVNS:
-    case X86_INS_CMOVP:
-    case X86_INS_CMOVNP:
-    case X86_INS_CMOVL:
-    case X86_INS_CMOVGE:
-    case X86_INS_CMOVLE:
-    case X86_INS_CMOVG:
-      return true;
-    default:
-      return false;
-  }
-}
+// The condition codes of jcc/setcc/cmovcc/jrcxz: x86_decode.hpp's table.
+using Cond = X86Cond;
 
 class Lifter {
  public:
@@ -462,10 +316,15 @@ class Lifter {
   void lift(const X86Insn& in) {
     check_prefixes(in);
     rex_byte(in);  // with the bytes: rejects a misplaced REX prefix
-    if (const auto cc = cond_of(in.id)) {
-      if (is_setcc(in.id)) return lift_setcc(in, *cc);
-      if (is_cmovcc(in.id)) return lift_cmovcc(in, *cc);
-      return lift_jcc(in, *cc);
+    if (const auto cc = conditional_of(in.id)) {
+      switch (cc->family) {
+        case X86CondFamily::kSetcc:
+          return lift_setcc(in, cc->cond);
+        case X86CondFamily::kCmovcc:
+          return lift_cmovcc(in, cc->cond);
+        case X86CondFamily::kJcc:
+          return lift_jcc(in, cc->cond);
+      }
     }
     switch (in.id) {
       case X86_INS_NOP:

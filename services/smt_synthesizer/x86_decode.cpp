@@ -265,4 +265,43 @@ std::string to_hex(std::span<const uint8_t> bytes) {
   return s;
 }
 
+std::optional<X86Conditional> conditional_of(unsigned insn_id) noexcept {
+  using F = X86CondFamily;
+  using C = X86Cond;
+  switch (insn_id) {
+#define GB_CC(suffix, cond)                    \
+  case X86_INS_J##suffix:                      \
+    return X86Conditional{F::kJcc, C::cond};   \
+  case X86_INS_SET##suffix:                    \
+    return X86Conditional{F::kSetcc, C::cond}; \
+  case X86_INS_CMOV##suffix:                   \
+    return X86Conditional{F::kCmovcc, C::cond};
+    GB_CC(O, kO)
+    GB_CC(NO, kNo)
+    GB_CC(B, kB)
+    GB_CC(AE, kAe)
+    GB_CC(E, kE)
+    GB_CC(NE, kNe)
+    GB_CC(BE, kBe)
+    GB_CC(A, kA)
+    GB_CC(S, kS)
+    GB_CC(NS, kNs)
+    GB_CC(P, kP)
+    GB_CC(NP, kNp)
+    GB_CC(L, kL)
+    GB_CC(GE, kGe)
+    GB_CC(LE, kLe)
+    GB_CC(G, kG)
+#undef GB_CC
+    case X86_INS_JRCXZ:
+      return X86Conditional{F::kJcc, C::kRcxz};
+    case X86_INS_JECXZ:
+      return X86Conditional{F::kJcc, C::kEcxz};
+    case X86_INS_JCXZ:
+      return X86Conditional{F::kJcc, C::kCxz};
+    default:
+      return std::nullopt;
+  }
+}
+
 }  // namespace glassbox::smt

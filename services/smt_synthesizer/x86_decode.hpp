@@ -18,6 +18,7 @@
 #include <capstone/capstone.h>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -66,6 +67,45 @@ struct X86Insn {
   uint8_t addr_size = 8;          // address size in bytes (a 0x67 prefix makes it 4)
   bool is_control_transfer = false;  // ends the block
 };
+
+// The conditions of Jcc/SETcc/CMOVcc in their encoding order (the `tttn` field, Intel SDM
+// Vol. 2 Appendix B.1.4.7 and Vol. 1 Appendix B "EFLAGS Condition Codes"): 0..15, so that an
+// odd code is the negation of the even code before it (code ^ 1). Then the count-register
+// jumps JRCXZ/JECXZ/JCXZ (rcx/ecx/cx == 0), which test no flag.
+enum class X86Cond : uint8_t {
+  kO,
+  kNo,
+  kB,
+  kAe,
+  kE,
+  kNe,
+  kBe,
+  kA,
+  kS,
+  kNs,
+  kP,
+  kNp,
+  kL,
+  kGe,
+  kLe,
+  kG,
+  kRcxz,
+  kEcxz,
+  kCxz
+};
+
+// Which conditional instruction family an insn id belongs to.
+enum class X86CondFamily : uint8_t { kJcc, kSetcc, kCmovcc };  // JrCXZ counts as kJcc
+
+struct X86Conditional {
+  X86CondFamily family = X86CondFamily::kJcc;
+  X86Cond cond = X86Cond::kO;
+};
+
+// The family and condition of a Jcc/SETcc/CMOVcc/JrCXZ Capstone insn id (x86_insn); nullopt
+// for every other id. The one decoding table of conditions the lifter and the direct
+// translator share. Thread-safety: pure.
+std::optional<X86Conditional> conditional_of(unsigned insn_id) noexcept;
 
 struct DecodedBlock {
   uint64_t pc = 0;

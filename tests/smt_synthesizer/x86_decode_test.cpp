@@ -1,5 +1,6 @@
 #include "services/smt_synthesizer/x86_decode.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 namespace glassbox::smt {
@@ -27,6 +28,37 @@ TEST(X86DecodeTest, StopsAtTheFirstControlTransfer) {
   EXPECT_EQ(s.gpr, 13);
   EXPECT_EQ(s.width, 32);
   EXPECT_FALSE(gpr_slice(X86_REG_RIP, s));
+}
+
+// The condition table follows the encoding: the low nibble of 7x/0f 8x (jcc), 0f 9x (setcc)
+// and 0f 4x (cmovcc) is the condition's tttn code (SDM Vol. 2 Appendix B.1.4.7).
+TEST(X86DecodeTest, ConditionOfEveryConditionalInsnIsItsEncodedCode) {
+  auto first_insn = [](const std::string& hex) {
+    auto bytes = parse_hex(hex);
+    EXPECT_TRUE(bytes) << hex;
+    auto b = decode_block(*bytes, 0x400000);
+    EXPECT_TRUE(b && !b->insns.empty()) << hex;
+    return b->insns.front().id;
+  };
+  auto expect = [](unsigned id, X86CondFamily family, X86Cond cond, const std::string& what) {
+    const auto c = conditional_of(id);
+    ASSERT_TRUE(c.has_value()) << what;
+    EXPECT_EQ(c->family, family) << what;
+    EXPECT_EQ(c->cond, cond) << what;
+  };
+  for (unsigned cc = 0; cc < 16; ++cc) {
+    const auto cond = static_cast<X86Cond>(cc);
+    const std::string n = fmt::format("{:x}", cc);
+    expect(first_insn("7" + n + "10"), X86CondFamily::kJcc, cond, "jcc rel8 " + n);
+    expect(first_insn("0f8" + n + "00010000"), X86CondFamily::kJcc, cond, "jcc rel32 " + n);
+    expect(first_insn("0f9" + n + "c0"), X86CondFamily::kSetcc, cond, "setcc " + n);
+    expect(first_insn("480f4" + n + "c3"), X86CondFamily::kCmovcc, cond, "cmovcc " + n);
+  }
+  expect(first_insn("e310"), X86CondFamily::kJcc, X86Cond::kRcxz, "jrcxz");
+  expect(first_insn("67e310"), X86CondFamily::kJcc, X86Cond::kEcxz, "jecxz");
+  EXPECT_FALSE(conditional_of(X86_INS_ADD).has_value());
+  EXPECT_FALSE(conditional_of(X86_INS_JMP).has_value());
+  EXPECT_FALSE(conditional_of(X86_INS_INVALID).has_value());
 }
 
 TEST(X86DecodeTest, BadInputGetsAClearError) {
