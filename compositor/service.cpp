@@ -623,14 +623,9 @@ struct Service::Impl {
 
   shared::Bytes status_reply() {
     Fbb fbb(2048);
-    shared::ServiceStatusFields f;
-    f.instance = config.instance.name;
-    f.service = "compositor";
-    f.pid = ::getpid();
-    f.uptime_s = std::chrono::duration<double>(Clock::now() - started_at).count();
-    f.metrics_url = metrics ? metrics->url() : "";
-    f.summary_json = summary().dump();
-    auto svc = shared::build_service_status(fbb, f);
+    auto svc = shared::build_service_status(
+        fbb, shared::own_status(config.instance.name, "compositor", started_at,
+                                metrics ? metrics->url() : "", summary().dump()));
     fb::compositor::CompositorReplyBuilder b(fbb);
     b.add_service(svc);
     return finish(fbb, b.Finish());
@@ -709,12 +704,8 @@ struct Service::Impl {
   }
 
   shared::Bytes on_request(shared::ByteSpan bytes) {
-    flatbuffers::Verifier::Options o;
-    o.max_depth = 8;
-    o.max_tables = 64;
-    flatbuffers::Verifier v(bytes.data(), bytes.size(), o);
-    if (bytes.size() < 8 || !fb::compositor::CompositorRequestBufferHasIdentifier(bytes.data()) ||
-        !fb::compositor::VerifyCompositorRequestBuffer(v)) {
+    if (!shared::request_is_valid(bytes, fb::compositor::CompositorRequestIdentifier(),
+                                  fb::compositor::VerifyCompositorRequestBuffer)) {
       ++malformed_requests;
       m_malformed->Increment();
       return error_reply(Error{Errc::kProtocol, "request is not a valid CompositorRequest (GBCO)"});

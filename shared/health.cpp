@@ -1,5 +1,7 @@
 #include "shared/health.hpp"
 
+#include <unistd.h>
+
 namespace glassbox::shared {
 
 flatbuffers::Offset<schema::health::ServiceStatus> build_service_status(
@@ -20,6 +22,19 @@ ServiceStatusFields read_service_status(const schema::health::ServiceStatus& s) 
   f.metrics_url = str(s.metrics_url());
   f.restarts = s.restarts();
   f.summary_json = s.summary_json() ? s.summary_json()->str() : "{}";
+  return f;
+}
+
+ServiceStatusFields own_status(const std::string& instance, const std::string& service,
+                               std::chrono::steady_clock::time_point started_at,
+                               std::string metrics_url, std::string summary_json) {
+  ServiceStatusFields f;
+  f.instance = instance;
+  f.service = service;
+  f.pid = static_cast<int32_t>(::getpid());
+  f.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at).count();
+  f.metrics_url = std::move(metrics_url);
+  f.summary_json = std::move(summary_json);
   return f;
 }
 

@@ -550,26 +550,17 @@ struct Snapshotter::Impl {
     }
     flatbuffers::Offset<fb::health::ServiceStatus> svc;
     if (with_service) {
-      shared::ServiceStatusFields f;
-      f.instance = config.instance.name;
-      f.service = "ram-snapshotter";
-      f.pid = ::getpid();
-      f.uptime_s = std::chrono::duration<double>(Clock::now() - started_at).count();
-      f.metrics_url = metrics ? metrics->url() : "";
-      f.summary_json = summary().dump();
-      svc = shared::build_service_status(fbb, f);
+      svc = shared::build_service_status(
+          fbb, shared::own_status(config.instance.name, "ram-snapshotter", started_at,
+                                  metrics ? metrics->url() : "", summary().dump()));
     }
     fbb.Finish(fb::ram::CreateRamReply(fbb, err, keyframe_id, svc));
     return shared::Bytes(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
   }
 
   shared::Bytes on_request(shared::ByteSpan b) {
-    flatbuffers::Verifier::Options o;
-    o.max_depth = 8;
-    o.max_tables = 64;
-    flatbuffers::Verifier v(b.data(), b.size(), o);
-    if (b.size() < 8 || !fb::ram::RamRequestBufferHasIdentifier(b.data()) ||
-        !fb::ram::VerifyRamRequestBuffer(v)) {
+    if (!shared::request_is_valid(b, fb::ram::RamRequestIdentifier(),
+                                  fb::ram::VerifyRamRequestBuffer)) {
       ++malformed_requests;
       m_malformed->Increment();
       return reply(Error{Errc::kProtocol, "request is not a valid RamRequest (GBRM)"}, 0, false);

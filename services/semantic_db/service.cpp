@@ -729,14 +729,9 @@ struct Service::Impl {
 
   shared::Bytes status_reply() {
     Fbb fbb(4096);
-    shared::ServiceStatusFields f;
-    f.instance = config.instance.name;
-    f.service = "semantic-db";
-    f.pid = ::getpid();
-    f.uptime_s = std::chrono::duration<double>(Clock::now() - started_at).count();
-    f.metrics_url = metrics ? metrics->url() : "";
-    f.summary_json = summary().dump();
-    auto svc = shared::build_service_status(fbb, f);
+    auto svc = shared::build_service_status(
+        fbb, shared::own_status(config.instance.name, "semantic-db", started_at,
+                                metrics ? metrics->url() : "", summary().dump()));
     fb::semantic::SemanticReplyBuilder b(fbb);
     b.add_service(svc);
     return finish(fbb, b.Finish());
@@ -744,12 +739,8 @@ struct Service::Impl {
 
   shared::Bytes on_request(shared::ByteSpan bytes) {
     const auto t0 = Clock::now();
-    flatbuffers::Verifier::Options o;
-    o.max_depth = 8;
-    o.max_tables = 64;
-    flatbuffers::Verifier v(bytes.data(), bytes.size(), o);
-    if (bytes.size() < 8 || !fb::semantic::SemanticRequestBufferHasIdentifier(bytes.data()) ||
-        !fb::semantic::VerifySemanticRequestBuffer(v)) {
+    if (!shared::request_is_valid(bytes, fb::semantic::SemanticRequestIdentifier(),
+                                  fb::semantic::VerifySemanticRequestBuffer)) {
       ++malformed_requests;
       m_malformed->Increment();
       return error_reply(Error{Errc::kProtocol, "request is not a valid SemanticRequest (GBSM)"});

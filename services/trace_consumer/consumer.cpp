@@ -493,26 +493,17 @@ struct Consumer::Impl {
     }
     flatbuffers::Offset<fb::health::ServiceStatus> svc;
     if (with_service) {
-      shared::ServiceStatusFields f;
-      f.instance = config.instance.name;
-      f.service = "trace-consumer";
-      f.pid = ::getpid();
-      f.uptime_s = std::chrono::duration<double>(Clock::now() - started_at).count();
-      f.metrics_url = metrics ? metrics->url() : "";
-      f.summary_json = summary().dump();
-      svc = shared::build_service_status(fbb, f);
+      svc = shared::build_service_status(
+          fbb, shared::own_status(config.instance.name, "trace-consumer", started_at,
+                                  metrics ? metrics->url() : "", summary().dump()));
     }
     fbb.Finish(fb::trace::CreateTraceReply(fbb, err, svc));
     return shared::Bytes(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
   }
 
   shared::Bytes on_request(shared::ByteSpan b) {
-    flatbuffers::Verifier::Options o;
-    o.max_depth = 8;
-    o.max_tables = 64;
-    flatbuffers::Verifier v(b.data(), b.size(), o);
-    if (b.size() < 8 || !fb::trace::TraceRequestBufferHasIdentifier(b.data()) ||
-        !fb::trace::VerifyTraceRequestBuffer(v)) {
+    if (!shared::request_is_valid(b, fb::trace::TraceRequestIdentifier(),
+                                  fb::trace::VerifyTraceRequestBuffer)) {
       ++malformed_requests;
       m_malformed->Increment();
       return reply(Error{Errc::kProtocol, "request is not a valid TraceRequest (GBTR)"}, false);
