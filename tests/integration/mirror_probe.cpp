@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
   const shared::StatePaths paths(argv[2]);
   const int seconds = std::atoi(argv[3]);
   const int stuck_ms = argc == 5 ? std::atoi(argv[4]) : 3000;
-  if (auto r = shared::init_runtime(instance, "mirror-probe"); !r) {
+  if (auto r = shared::init_runtime(instance, "mirror-probe-" + std::to_string(::getpid())); !r) {
     std::fprintf(stderr, "%s\n", r.error().message.c_str());
     return 2;
   }
