@@ -58,38 +58,61 @@ __attribute__((always_inline)) inline void hash_pages_with(Hash hash, const uint
   }
 }
 
+// One page's hash: the library's build, or the inlined AVX2 kernel (identical values).
+inline uint64_t hash_page_library(const uint8_t* page) {
+  return kLibraryXxh3(page, kDirtyPageBytes);
+}
+
 void hash_pages_library(const uint8_t* base, uint64_t first, uint64_t last, uint64_t* hashes,
                         bool primed, std::vector<uint64_t>& out) {
-  hash_pages_with([](const uint8_t* p) { return kLibraryXxh3(p, kDirtyPageBytes); }, base, first,
-                  last, hashes, primed, out);
+  hash_pages_with([](const uint8_t* p) { return hash_page_library(p); }, base, first, last, hashes,
+                  primed, out);
 }
 
 #if GB_XXH3_AVX2
+__attribute__((target("avx2"))) inline uint64_t hash_page_avx2(const uint8_t* page) {
+  return XXH3_64bits(page, kDirtyPageBytes);  // the inlined AVX2 kernel
+}
+
 __attribute__((target("avx2"))) void hash_pages_avx2(const uint8_t* base, uint64_t first,
                                                      uint64_t last, uint64_t* hashes, bool primed,
                                                      std::vector<uint64_t>& out) {
   hash_pages_with(
-      [](const uint8_t* p) __attribute__((target("avx2"))) {
-        return XXH3_64bits(p, kDirtyPageBytes);  // the inlined AVX2 kernel
-      },
-      base, first, last, hashes, primed, out);
+      [](const uint8_t* p) __attribute__((target("avx2"))) { return hash_page_avx2(p); }, base,
+      first, last, hashes, primed, out);
 }
 #endif
 
 using HashPagesFn = void (*)(const uint8_t*, uint64_t, uint64_t, uint64_t*, bool,
                              std::vector<uint64_t>&);
+using HashPageFn = uint64_t (*)(const uint8_t*);
 
-// The AVX2 kernel where the CPU has AVX2, else the library's. Chosen once (a function-local
-// static, so it is ready even for callers in other units' static initializers).
-HashPagesFn hash_pages_for_this_cpu() {
-  static const HashPagesFn fn = [] {
+// Whether this CPU runs the AVX2 kernel. Decided once (a function-local static, so it is ready
+// even for callers in other units' static initializers).
+bool use_avx2() {
 #if GB_XXH3_AVX2
+  static const bool avx2 = [] {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) return &hash_pages_avx2;
-#endif
-    return &hash_pages_library;
+    return __builtin_cpu_supports("avx2") != 0;
   }();
-  return fn;
+  return avx2;
+#else
+  return false;
+#endif
+}
+
+// The AVX2 kernel where the CPU has AVX2, else the library's: for many pages, and for one.
+HashPagesFn hash_pages_for_this_cpu() {
+#if GB_XXH3_AVX2
+  if (use_avx2()) return &hash_pages_avx2;
+#endif
+  return &hash_pages_library;
+}
+HashPageFn hash_page_for_this_cpu() {
+#if GB_XXH3_AVX2
+  if (use_avx2()) return &hash_page_avx2;
+#endif
+  return &hash_page_library;
 }
 
 constexpr uint64_t kMinBlockPages = 256;  // 1 MiB: ~40 us of hashing, cheap to claim
@@ -258,10 +281,7 @@ void HashDirtyTracker::reset() { primed_ = false; }
 
 void HashDirtyTracker::note_published(uint64_t page_index, const uint8_t* bytes) {
   if (!primed_ || page_index >= hashes_.size()) return;
-  uint64_t h = 0;
-  std::vector<uint64_t> unused;
-  hash_pages_for_this_cpu()(bytes, 0, 1, &h, false, unused);
-  hashes_[page_index] = h;
+  hashes_[page_index] = hash_page_for_this_cpu()(bytes);
 }
 
 // ---- /proc parsing ----------------------------------------------------------------------
