@@ -87,6 +87,22 @@ class ResilienceTest : public ::testing::Test {
     prometheus_pid_ = 0;
   }
   // Instant query; the first sample's value, or nullopt.
+  // Waits up to 60 s for `promql` to give a value above 0; explains the last value otherwise.
+  static ::testing::AssertionResult becomes_positive(const std::string& promql) {
+    std::optional<double> v;
+    if (wait_until(
+            [&] {
+              v = query(promql);
+              return v && *v > 0;
+            },
+            60s)) {
+      return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure()
+           << promql << " = " << (v ? std::to_string(*v) : "no data") << "\n"
+           << read_file(instance_->state_dir() + "/prometheus/prometheus.log").substr(0, 4000);
+  }
+
   static std::optional<double> query(const std::string& promql) {
     std::string q;
     for (unsigned char c : promql) {
@@ -165,15 +181,7 @@ TEST_F(ResilienceTest, PrometheusScrapesANonZeroRateFromEveryStage) {
       {"up", "sum(glassbox_up_service_up)"},
   };
   for (const auto& [stage, promql] : stages) {
-    std::optional<double> v;
-    EXPECT_TRUE(wait_until(
-        [&] {
-          v = query(promql);
-          return v && *v > 0;
-        },
-        60s))
-        << stage << ": " << promql << " = " << (v ? std::to_string(*v) : "no data") << "\n"
-        << read_file(instance_->state_dir() + "/prometheus/prometheus.log").substr(0, 4000);
+    EXPECT_TRUE(becomes_positive(promql)) << stage;
   }
   EXPECT_EQ(query("sum(glassbox_up_service_up)").value_or(0), 7.0);
   EXPECT_EQ(query("count(up{job=\"glassbox\"} == 1)").value_or(0), 8.0) << "all 8 targets up";
@@ -308,14 +316,7 @@ TEST_F(ResilienceTest, EveryServiceKilledComesBackAndNothingStoredIsLost) {
              {"ram-snapshotter", "rate(glassbox_ram_cycles_total[5s])"},
              {"semantic-db", "rate(glassbox_semantic_walks_total[5s])"},
              {"compositor", "rate(glassbox_compositor_frames_total[5s])"}}) {
-      std::optional<double> v;
-      EXPECT_TRUE(wait_until(
-          [&] {
-            v = query(promql);
-            return v && *v > 0;
-          },
-          60s))
-          << "after the chaos, " << stage << ": " << promql << " = " << (v ? *v : -1);
+      EXPECT_TRUE(becomes_positive(promql)) << "after the chaos, " << stage;
     }
   }
   // Prometheus saw every restart (glassbox up's own metrics).
